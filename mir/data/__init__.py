@@ -1,0 +1,1 @@
+"""Datasets: every dataset yields `Track`s (see `mir.data.track`)."""

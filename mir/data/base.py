@@ -1,0 +1,58 @@
+"""The dataset interface: named splits of track ids, and a loader for one track."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from mir.data.track import Track
+from mir.errors import DatasetError
+
+SPLITS = ("train", "validation", "test")
+
+
+class Dataset(ABC):
+    """A collection of annotated tracks.
+
+    Subclasses read one dataset's own layout and return `Track`s at the front end's
+    sample rate. Splits are named ``train``, ``validation`` and ``test``.
+
+    Args:
+        sr: sample rate in Hz that `load` resamples audio to.
+    """
+
+    def __init__(self, sr: int) -> None:
+        self.sr = int(sr)
+
+    @abstractmethod
+    def track_ids(self, split: str) -> list[str]:
+        """Ids of the tracks in `split` (one of ``SPLITS``), sorted."""
+
+    @abstractmethod
+    def load(self, track_id: str) -> Track:
+        """Read one track with all the annotations the dataset has."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(sr={self.sr})"
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return split
+
+
+def dataset_root(root: str | os.PathLike[str] | None, env: str, name: str) -> Path:
+    """Resolve a dataset root from an argument or an environment variable, and check it exists.
+
+    Raises:
+        DatasetError: neither is set, or the directory does not exist.
+    """
+    value = root if root not in (None, "") else os.environ.get(env)
+    if value in (None, ""):
+        raise DatasetError(f"{name}: no dataset path given; set data.root=... or ${env}")
+    path = Path(str(value)).expanduser()
+    if not path.is_dir():
+        raise DatasetError(f"{name}: dataset path {path} does not exist or is not a directory")
+    return path

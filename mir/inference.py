@@ -1,0 +1,69 @@
+"""Full-track inference in overlapping chunks, so any length fits in bounded memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mir.models.model import MultiTaskModel
+
+
+@torch.no_grad()
+def infer_track(
+    model: MultiTaskModel,
+    audio: np.ndarray,
+    output_kinds: dict[str, str],
+    chunk_seconds: float = 30.0,
+    margin_seconds: float = 3.0,
+) -> dict[str, np.ndarray]:
+    """Run `model` over a whole track.
+
+    The track is cut into chunks of `chunk_seconds` that start on frame boundaries, each
+    extended by `margin_seconds` of context on both sides (longer than the longest CQT
+    kernel's half length at the default grid, 2.6 s); the margins' frames are dropped and
+    the rest concatenated, so frame t of the result is frame t of the whole track.
+    Track-level outputs are averaged over chunks, weighted by their length.
+
+    Args:
+        model: the shared model (in eval mode).
+        audio: (N,) mono audio at the front end's rate.
+        output_kinds: task -> ``frames`` or ``track``.
+        chunk_seconds: core length of a chunk, in s.
+        margin_seconds: context on each side, in s.
+
+    Returns:
+        task -> (..., T) frame outputs with T = `frontend.n_frames(N)`, or (...) track
+        outputs.
+    """
+    fe = model.frontend
+    hop = fe.hop
+    n = len(audio)
+    n_frames = fe.n_frames(n)
+    core = max(1, int(round(chunk_seconds * fe.sr / hop)))  # frames per chunk core
+    margin = int(np.ceil(margin_seconds * fe.sr / hop))  # frames of context
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(device)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in output_kinds}
+    weights: list[int] = []
+    for f0 in range(0, n_frames, core):
+        f1 = min(f0 + core, n_frames)
+        a = max(0, f0 - margin) * hop  # chunk start sample (on a frame boundary)
+        b = min(n, (f1 + margin) * hop)
+        outputs, _ = model(x[a:b][None])
+        first = f0 - a // hop  # index of the core's first frame in the chunk's frames
+        for name, kind in output_kinds.items():
+            out = outputs[name][0].float().cpu().numpy()
+            if kind == "frames":
+                parts[name].append(out[..., first : first + (f1 - f0)])
+            else:
+                parts[name].append(out)
+        weights.append(f1 - f0)
+    result: dict[str, np.ndarray] = {}
+    for name, kind in output_kinds.items():
+        if kind == "frames":
+            result[name] = np.concatenate(parts[name], axis=-1)
+            assert result[name].shape[-1] == n_frames, (result[name].shape, n_frames)
+        else:
+            w = np.asarray(weights, dtype=np.float64)
+            result[name] = np.tensordot(w / w.sum(), np.stack(parts[name]), axes=1)
+    return result

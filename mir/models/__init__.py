@@ -1,0 +1,1 @@
+"""Neural network layers. Plain `nn.Module`s: no Lightning, no Hydra."""

@@ -1,0 +1,143 @@
+"""The one training loop: a LightningModule over any set of tasks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from mir.data.track import Track
+from mir.frontend import HarmonicCQT
+from mir.inference import infer_track
+from mir.models.model import MultiTaskModel
+from mir.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+
+class MirModule(pl.LightningModule):
+    """Front end, shared trunk and one head per task, trained on the weighted sum of the
+    tasks' masked losses; validated and tested with full-track mir_eval scores.
+
+    Args:
+        frontend: the Harmonic CQT front end.
+        trunk: partial constructor of the trunk, called with ``in_channels=H``.
+        tasks: task name -> `Task`; the first task's monitored metric selects checkpoints.
+        optimizer: partial constructor called with the parameters.
+        scheduler: optional partial constructor called with the optimizer.
+        chunk_seconds: core length of full-track inference chunks, in s.
+        margin_seconds: context on each side of a chunk, in s.
+    """
+
+    def __init__(
+        self,
+        frontend: HarmonicCQT,
+        trunk: Callable[..., nn.Module],
+        tasks: Mapping[str, Task],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        chunk_seconds: float = 30.0,
+        margin_seconds: float = 3.0,
+    ) -> None:
+        super().__init__()
+        if not tasks:
+            raise ValueError("at least one task is needed")
+        self.tasks = dict(tasks)
+        for task in self.tasks.values():
+            task.bind(frontend)
+        trunk_module = trunk(in_channels=frontend.n_harmonics)
+        channels = int(getattr(trunk_module, "out_channels", frontend.n_harmonics))
+        heads = {name: task.build_head(channels) for name, task in self.tasks.items()}
+        self.model = MultiTaskModel(frontend, trunk_module, heads)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.chunk_seconds = float(chunk_seconds)
+        self.margin_seconds = float(margin_seconds)
+        self._eval: dict[str, list[tuple[Track, dict[str, Any]]]] = {}
+        self.results: dict[str, dict[str, dict[str, float]]] = {}
+        self.per_track: dict[str, dict[str, list[dict[str, Any]]]] = {}
+
+    # -- metadata ------------------------------------------------------------------------
+    @property
+    def monitor(self) -> str:
+        """Metric the checkpoint callback maximises: the first task's `monitor`."""
+        name, task = next(iter(self.tasks.items()))
+        return f"val/{name}/{task.monitor}"
+
+    def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(audio)[0]
+
+    # -- training ------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "set_epoch"):
+            dm.set_epoch(self.current_epoch)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        outputs, feats = self.model(batch["audio"])
+        total = torch.zeros((), device=batch["audio"].device)
+        bs = batch["audio"].shape[0]
+        for name, task in self.tasks.items():
+            loss = task.loss(outputs[name], batch["targets"][name], batch["mask"][name], feats)
+            total = total + task.weight * loss
+            self.log(f"train/{name}/loss", loss, batch_size=bs)
+        self.log("train/loss", total, prog_bar=True, batch_size=bs)
+        return total
+
+    def configure_optimizers(self) -> Any:
+        opt = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt)}}
+
+    # -- full-track evaluation -----------------------------------------------------------
+    def predict_track(self, track: Track) -> dict[str, Any]:
+        """Every task's decoded estimate for one whole track."""
+        kinds = {name: task.output_kind for name, task in self.tasks.items()}
+        outputs = infer_track(
+            self.model, track.audio, kinds, self.chunk_seconds, self.margin_seconds
+        )
+        return {name: task.decode(outputs[name], track) for name, task in self.tasks.items()}
+
+    def _eval_step(self, stage: str, batch: list[Track]) -> None:
+        for track in batch:
+            self._eval.setdefault(stage, []).append((track, self.predict_track(track)))
+
+    def validation_step(self, batch: list[Track], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: list[Track], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def _eval_end(self, stage: str) -> None:
+        items = self._eval.pop(stage, [])
+        if not items:
+            return
+        tracks = [t for t, _ in items]
+        self.results[stage] = {}
+        self.per_track[stage] = {}
+        for name, task in self.tasks.items():
+            per_track, summary = task.evaluate(tracks, [e[name] for _, e in items])
+            labelled = [t.name for t in tracks if task.has_labels(t)]
+            self.per_track[stage][name] = [
+                {"track": n, **s} for n, s in zip(labelled, per_track, strict=False)
+            ]
+            self.results[stage][name] = summary
+            for key, value in summary.items():
+                if np.isfinite(value):
+                    self.log(f"{stage}/{name}/{key}", float(value), sync_dist=True)
+        if stage == "val" and self.monitor.split("/", 2)[2] not in self.results["val"].get(
+            next(iter(self.tasks)), {}
+        ):
+            self.log(self.monitor, float("-inf"))
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")

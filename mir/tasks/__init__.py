@@ -1,0 +1,1 @@
+"""Tasks: each one file (head, targets, loss, decoding, mir_eval evaluation) plus one YAML."""

@@ -1,0 +1,194 @@
+"""Pitch salience tasks: multi-f0, and single-voice f0 (melody, bass, vocal).
+
+After Bittner et al., "Deep Salience Representations for F0 Estimation in Polyphonic
+Music" (ISMIR 2017), and "Multitask Learning for Fundamental Frequency Estimation in
+Music" (2018).
+
+Conventions:
+    * The output is a salience map (F, T) on the front end's f0 grid (`frontend.freqs`,
+      `frontend.frame_times`); targets are the annotated f0s blurred along frequency with
+      a Gaussian of `sigma_cents`, peak 1.
+    * Unvoiced = 0 Hz, as `mir_eval.melody` reads it; multi-f0 frames hold a list of Hz.
+    * Decoding: single voice = argmax per frame, voiced where the peak >= `threshold`;
+      multi-f0 = local maxima along frequency >= `threshold` (0.3 in the paper).
+    * Evaluation: `mir_eval.melody.evaluate` (OA, RPA, RCA, VR, VFA; 50-cent tolerance)
+      and `mir_eval.multipitch.evaluate` (Accuracy, Precision, Recall...).
+"""
+
+from __future__ import annotations
+
+import mir_eval
+import numpy as np
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mir.data.track import Track
+from mir.models.features import Features
+from mir.models.heads import SalienceHead
+from mir.tasks.base import Task, Window, frame_values, masked_mean
+
+
+class SalienceTask(Task):
+    """Common part of the salience tasks: head, Gaussian targets, BCE loss.
+
+    Args:
+        name: head and metric prefix.
+        weight: loss weight.
+        threshold: decoding threshold on the sigmoid salience.
+        sigma_cents: standard deviation of the target's Gaussian blur along frequency.
+        head_channels: channels of the head's hidden convolution.
+        head_octaves: frequency extent of the head's wide kernel, in octaves
+            (70 bins at 60 bins/octave in the paper).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        weight: float = 1.0,
+        threshold: float = 0.3,
+        sigma_cents: float = 20.0,
+        head_channels: int = 32,
+        head_octaves: float = 70 / 60,
+    ) -> None:
+        super().__init__(name, weight)
+        self.threshold = float(threshold)
+        self.sigma_cents = float(sigma_cents)
+        self.head_channels = int(head_channels)
+        self.head_octaves = float(head_octaves)
+
+    def build_head(self, trunk_channels: int) -> nn.Module:
+        return SalienceHead(
+            trunk_channels,
+            hidden=self.head_channels,
+            freq_kernel=max(3, round(self.head_octaves * self.fe.bins_per_octave)),
+        )
+
+    # -- targets ------------------------------------------------------------------------
+    def _voices(self, track: Track, frame_times: np.ndarray) -> list[np.ndarray]:
+        """Each active voice's f0 (Hz, 0 = unvoiced) at `frame_times`."""
+        raise NotImplementedError
+
+    def targets(self, track: Track, window: Window) -> np.ndarray:
+        fe = self.fe
+        times = fe.frame_times(window.start_frame + window.n_frames)[window.start_frame :]
+        target = np.zeros((fe.n_bins, window.n_frames), dtype=np.float32)
+        if not self.has_labels(track):
+            return target
+        bins = np.arange(fe.n_bins, dtype=np.float64)[:, None]
+        sigma = max(self.sigma_cents * fe.bins_per_octave / 1200.0, 0.5)
+        for f0 in self._voices(track, times):
+            voiced = f0 > 0
+            if not voiced.any():
+                continue
+            pos = np.full(len(f0), -1e9)
+            pos[voiced] = fe.bins_per_octave * np.log2(f0[voiced] / fe.fmin)
+            g = np.exp(-0.5 * ((bins - pos[None, :]) / sigma) ** 2).astype(np.float32)
+            np.maximum(target, g, out=target)
+        return target
+
+    def loss(self, output: Tensor, target: Tensor, mask: Tensor, feats: Features) -> Tensor:
+        per_elem = F.binary_cross_entropy_with_logits(output, target, reduction="none")
+        return masked_mean(per_elem.flatten(1).mean(1), mask)
+
+    # -- decoding -----------------------------------------------------------------------
+    def salience(self, output: np.ndarray) -> np.ndarray:
+        """(F, T) logits -> (F, T) salience in [0, 1]."""
+        return 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
+
+
+class MultiF0Task(SalienceTask):
+    """Multi-f0 estimation: every active f0 per frame (`mir_eval.multipitch`)."""
+
+    monitor = "Accuracy"
+
+    def __init__(self, name: str = "multif0", **kwargs: float) -> None:
+        super().__init__(name, **kwargs)
+
+    def has_labels(self, track: Track) -> bool:
+        return track.multif0 is not None
+
+    def _voices(self, track: Track, frame_times: np.ndarray) -> list[np.ndarray]:
+        assert track.multif0 is not None
+        times, freqs = track.multif0
+        idx = np.clip(np.searchsorted(times, frame_times), 0, len(times) - 1)
+        if len(times) > 1:
+            left = np.maximum(idx - 1, 0)
+            idx = np.where(
+                np.abs(frame_times - times[left]) <= np.abs(times[idx] - frame_times), left, idx
+            )
+        step = np.median(np.diff(times)) if len(times) > 1 else np.inf
+        n_voices = max((len(f) for f in freqs), default=0)
+        voices = np.zeros((n_voices, len(frame_times)))
+        for j, i in enumerate(idx):
+            if abs(times[i] - frame_times[j]) > step:
+                continue
+            f = np.asarray(freqs[i], dtype=np.float64)
+            voices[: len(f), j] = f
+        return list(voices)
+
+    def decode(self, output: np.ndarray, track: Track) -> tuple[np.ndarray, list[np.ndarray]]:
+        sal = self.salience(output)
+        times = self.fe.frame_times(sal.shape[1])
+        peaks = np.zeros_like(sal, dtype=bool)
+        peaks[1:-1] = (sal[1:-1] >= sal[:-2]) & (sal[1:-1] > sal[2:])
+        peaks &= sal >= self.threshold
+        freqs = self.fe.freqs
+        return times, [freqs[peaks[:, t]] for t in range(sal.shape[1])]
+
+    def evaluate_track(self, track: Track, estimate: tuple) -> dict[str, float]:
+        assert track.multif0 is not None
+        ref_t, ref_f = track.multif0
+        est_t, est_f = estimate
+        scores = mir_eval.multipitch.evaluate(
+            np.asarray(ref_t), [np.asarray(f, dtype=float) for f in ref_f], est_t, est_f
+        )
+        return {k: float(v) for k, v in scores.items()}
+
+    def baseline(self, track: Track) -> tuple[np.ndarray, list[np.ndarray]]:
+        times = self.fe.frame_times(self.fe.n_frames(len(track.audio)))
+        return times, [np.zeros(0) for _ in times]
+
+
+class SingleF0Task(SalienceTask):
+    """One voice's f0 (melody, bass or vocal), evaluated with `mir_eval.melody`.
+
+    Args:
+        voice: key of `Track.f0` this task reads (``melody``, ``bass``, ``vocal``).
+    """
+
+    monitor = "Overall Accuracy"
+
+    def __init__(self, name: str = "melody", voice: str | None = None, **kwargs: float) -> None:
+        super().__init__(name, **kwargs)
+        self.voice = voice or name
+
+    def has_labels(self, track: Track) -> bool:
+        return self.voice in track.f0
+
+    def _voices(self, track: Track, frame_times: np.ndarray) -> list[np.ndarray]:
+        times, freqs = track.f0[self.voice]
+        return [frame_values(np.asarray(times), np.asarray(freqs), frame_times)]
+
+    def decode(self, output: np.ndarray, track: Track) -> tuple[np.ndarray, np.ndarray]:
+        sal = self.salience(output)
+        times = self.fe.frame_times(sal.shape[1])
+        peak = sal.argmax(axis=0)
+        f0 = self.fe.freqs[peak].astype(np.float64)
+        f0[sal.max(axis=0) < self.threshold] = 0.0
+        return times, f0
+
+    def evaluate_track(self, track: Track, estimate: tuple) -> dict[str, float]:
+        ref_t, ref_f = track.f0[self.voice]
+        est_t, est_f = estimate
+        scores = mir_eval.melody.evaluate(
+            np.asarray(ref_t, float), np.asarray(ref_f, float), est_t, est_f
+        )
+        return {k: float(v) for k, v in scores.items()}
+
+    def baseline(self, track: Track) -> tuple[np.ndarray, np.ndarray]:
+        times = self.fe.frame_times(self.fe.n_frames(len(track.audio)))
+        return times, np.zeros(len(times))
+
+
+__all__ = ["MultiF0Task", "SingleF0Task"]

@@ -1,0 +1,115 @@
+"""Music auto-tagging: track-level multi-label scores.
+
+After Choi et al., "Automatic Tagging Using Deep Convolutional Neural Networks"
+(ISMIR 2016).
+
+Conventions:
+    * The vocabulary `tags` fixes the output order; `Track.tags` lists the tags present
+      (strings outside the vocabulary are ignored); None means the track is untagged.
+    * Training excerpts carry the whole track's tags; full-track scores average the
+      logits of the inference chunks, weighted by their length.
+    * Evaluation is over the set of tracks, not per track: macro ROC-AUC and PR-AUC
+      (average precision) over the tags that have both positive and negative tracks,
+      and per-tag ROC-AUC as ``<tag>/ROC-AUC``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mir.data.track import Track
+from mir.models.features import Features
+from mir.models.heads import TagCNN
+from mir.tasks.base import Task, Window, masked_mean
+
+
+class TaggingTask(Task):
+    """Multi-label tagging over the vocabulary `tags`.
+
+    Args:
+        name: head and metric prefix.
+        weight: loss weight.
+        tags: the tag vocabulary.
+        channels: channels of the tagger's convolutional blocks.
+    """
+
+    output_kind = "track"
+    target_kind = "track"
+    monitor = "ROC-AUC"
+
+    def __init__(
+        self,
+        tags: Sequence[str],
+        name: str = "tagging",
+        weight: float = 1.0,
+        channels: Sequence[int] = (32, 64, 64),
+    ) -> None:
+        super().__init__(name, weight)
+        self.tags = [str(t) for t in tags]
+        if not self.tags:
+            raise ValueError(f"{name}: empty tag vocabulary")
+        self.index = {t: i for i, t in enumerate(self.tags)}
+        self.channels = tuple(int(c) for c in channels)
+
+    def build_head(self, trunk_channels: int) -> nn.Module:
+        return TagCNN(trunk_channels, len(self.tags), self.channels)
+
+    def has_labels(self, track: Track) -> bool:
+        return track.tags is not None
+
+    def multi_hot(self, track: Track) -> np.ndarray:
+        y = np.zeros(len(self.tags), dtype=np.float32)
+        for t in track.tags or ():
+            if t in self.index:
+                y[self.index[t]] = 1.0
+        return y
+
+    def targets(self, track: Track, window: Window) -> np.ndarray:
+        return self.multi_hot(track)
+
+    def loss(self, output: Tensor, target: Tensor, mask: Tensor, feats: Features) -> Tensor:
+        per = F.binary_cross_entropy_with_logits(output, target, reduction="none").mean(1)
+        return masked_mean(per, mask)
+
+    def decode(self, output: np.ndarray, track: Track) -> np.ndarray:
+        """(K,) logits -> (K,) scores in [0, 1]."""
+        return 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
+
+    def evaluate_track(self, track: Track, estimate: np.ndarray) -> dict[str, float]:
+        """Per track, only the ranking: is the best-scored tag present (precision at 1)?"""
+        y = self.multi_hot(track)
+        return {"P@1": float(y[int(np.argmax(estimate))])}
+
+    def evaluate(
+        self, tracks: list[Track], estimates: list[Any]
+    ) -> tuple[list[dict[str, float]], dict[str, float]]:
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
+        pairs = [(t, e) for t, e in zip(tracks, estimates, strict=True) if self.has_labels(t)]
+        if not pairs:
+            return [], {}
+        per_track = [self.evaluate_track(t, e) for t, e in pairs]
+        y = np.stack([self.multi_hot(t) for t, _ in pairs])  # (n_tracks, K)
+        s = np.stack([np.asarray(e, dtype=np.float64) for _, e in pairs])
+        valid = [k for k in range(len(self.tags)) if 0 < y[:, k].sum() < len(y)]
+        summary: dict[str, float] = {"P@1": float(np.mean([p["P@1"] for p in per_track]))}
+        if valid:
+            summary["ROC-AUC"] = float(roc_auc_score(y[:, valid], s[:, valid], average="macro"))
+            summary["PR-AUC"] = float(
+                average_precision_score(y[:, valid], s[:, valid], average="macro")
+            )
+            for k in valid:
+                summary[f"{self.tags[k]}/ROC-AUC"] = float(roc_auc_score(y[:, k], s[:, k]))
+        else:
+            summary["ROC-AUC"] = float("nan")
+            summary["PR-AUC"] = float("nan")
+        return per_track, summary
+
+    def baseline(self, track: Track) -> np.ndarray:
+        """Prior-only scores: the same for every track (AUC 0.5 by construction)."""
+        return np.full(len(self.tags), 0.5)
