@@ -4,7 +4,7 @@ and whole tracks for validation and test."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -102,6 +102,7 @@ class MirDataModule(pl.LightningDataModule):
         seed: seed of the excerpt sampling.
         gain_db: random gain of +-`gain_db` dB applied to mixture and stems alike.
         max_eval_tracks: cap on validation/test tracks (None = all).
+        tags: the datasets' tag vocabulary (read by the tagging task's config).
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class MirDataModule(pl.LightningDataModule):
         seed: int = 0,
         gain_db: float = 0.0,
         max_eval_tracks: int | None = None,
+        tags: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if not datasets:
@@ -126,6 +128,7 @@ class MirDataModule(pl.LightningDataModule):
         self.seed = int(seed)
         self.gain_db = float(gain_db)
         self.max_eval_tracks = max_eval_tracks
+        self.tags = list(tags) if tags is not None else None
         self.tasks: dict[str, Task] = {}
         self._tracks: dict[str, list[Track]] = {}
         self._train: CropDataset | None = None

@@ -1,0 +1,314 @@
+"""MUSDB18 loader: contract and golden tests on the 7 s fixture, errors on synthetic layouts."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import mir_eval
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.linalg import toeplitz
+from scipy.signal import fftconvolve
+
+from mir.data import musdb18
+from mir.data.base import SPLITS
+from mir.data.musdb18 import MUSDB18, STEM_ORDER, VALIDATION_TRACKS
+from mir.errors import DatasetError
+
+TRACK = "Music Delta - 80s Rock"
+
+
+@pytest.fixture(scope="module")
+def mus_root(fixtures_dir: Path) -> Path:
+    return fixtures_dir / "musdb18"
+
+
+@pytest.fixture(scope="module")
+def fixture_track(mus_root: Path):
+    return MUSDB18(mus_root, sr=22050).load(TRACK)
+
+
+def _write_track(folder: Path, n: int = 4410, sr: int = 44100, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    stems = {k: 0.1 * rng.standard_normal((n, 2)).astype(np.float32) for k in STEM_ORDER[1:]}
+    stems["mixture"] = sum(stems.values())
+    for k, x in stems.items():
+        sf.write(folder / f"{k}.wav", x, sr, subtype="FLOAT")
+
+
+# contract --------------------------------------------------------------------------------
+
+
+def test_fixture_layout_detected(mus_root: Path) -> None:
+    ds = MUSDB18(mus_root, sr=22050)
+    assert ds.is_wav  # the decoded copy wins over train/*.stem.mp4: no ffmpeg needed
+    assert ds.subset_dirs["train"].name == "train_wav"
+    assert ds.track_ids("train") == [TRACK]
+    assert ds.track_ids("validation") == []
+    assert ds.track_ids("test") == []
+
+
+def test_fixture_track_contract(fixture_track) -> None:
+    tr = fixture_track
+    assert tr.name == TRACK
+    assert tr.sr == 22050
+    assert tr.audio.dtype == np.float32
+    assert tr.audio.ndim == 1
+    assert tr.duration == pytest.approx(300032 / 44100, abs=1e-3)
+    assert set(tr.stems) == {"drums", "bass", "other", "vocals", "accompaniment"}
+    for x in tr.stems.values():
+        assert x.shape == tr.audio.shape
+        assert x.dtype == np.float32
+    acc = tr.stems["drums"] + tr.stems["bass"] + tr.stems["other"]
+    np.testing.assert_allclose(tr.stems["accompaniment"], acc, atol=1e-5)
+    assert tr.onsets is None
+    assert tr.f0 == {}
+    assert tr.tags is None
+    assert tr.beats is None
+    assert tr.meta["split"] == "train"
+    assert tr.meta["original_sr"] == 44100
+    assert tr.meta["channels"] == 2
+    for p in tr.meta["stem_paths"].values():
+        assert Path(p).is_file()
+
+
+def test_mixture_is_approximately_sum_of_stems(fixture_track) -> None:
+    # MUSDB stems sum to the mixture only up to AAC coding: -31.6 dB on this track
+    assert fixture_track.meta["stem_residual_db"] < -25.0
+    mono_sum = fixture_track.stems["accompaniment"] + fixture_track.stems["vocals"]
+    err = np.sum((fixture_track.audio - mono_sum) ** 2) / np.sum(fixture_track.audio**2)
+    assert 10 * np.log10(err) < -25.0
+
+
+def test_load_stereo_shapes(mus_root: Path) -> None:
+    stereo, sr = MUSDB18(mus_root).load_stereo(TRACK)
+    assert sr == 44100
+    assert set(stereo) == {*STEM_ORDER, "accompaniment"}
+    for x in stereo.values():
+        assert x.shape == (2, 300032)
+
+
+def test_mp4_matches_wav_when_ffmpeg_available(mus_root: Path) -> None:
+    try:
+        musdb18._ffmpeg()
+    except DatasetError:
+        pytest.skip("ffmpeg not installed; .stem.mp4 decoding is not tested")
+    ds = MUSDB18(mus_root, sr=22050, is_wav=False)
+    assert ds.track_ids("train") == [TRACK]
+    wav, _ = MUSDB18(mus_root).load_stereo(TRACK)
+    mp4, sr = ds.load_stereo(TRACK)
+    assert sr == 44100
+    n = min(mp4["vocals"].shape[1], wav["vocals"].shape[1])
+    assert abs(mp4["vocals"].shape[1] - wav["vocals"].shape[1]) < 2048
+    # the wav copy is 16-bit: equal up to quantisation (and any decoder priming offset)
+    np.testing.assert_allclose(mp4["vocals"][:, :n], wav["vocals"][:, :n], atol=1e-3)
+
+
+# golden: separation scores -------------------------------------------------------------
+
+
+def test_true_stems_score_perfectly(fixture_track) -> None:
+    n = 2 * fixture_track.sr  # 2 s keep it fast
+    ref = np.stack([fixture_track.stems[k][:n] for k in ("vocals", "accompaniment")])
+    sdr, sir, sar, perm = mir_eval.separation.bss_eval_sources(ref, ref.copy())
+    assert np.all(sdr > 100)
+    assert np.all(sir > 100)
+    assert list(perm) == [0, 1]
+
+
+def _bss_eval_v4(refs: np.ndarray, ests: np.ndarray, win: int, flen: int = 512) -> dict:
+    """BSSEval v4 images metrics with time-invariant filters (after museval.metrics, MIT).
+
+    Args:
+        refs, ests: (S, N, C) true and estimated source images.
+        win: window and hop in samples.
+
+    Returns:
+        metric name (SDR, ISR, SIR, SAR) -> (S, frames) in dB.
+    """
+    n_src, n, n_ch = refs.shape
+    nfft = int(2 ** np.ceil(np.log2(n + flen - 1)))
+    rf = np.fft.fft(refs, n=nfft, axis=1)  # (S, nfft, C)
+    ef = np.fft.fft(ests, n=nfft, axis=1)
+
+    gram = np.zeros((n_src, n_src, n_ch, n_ch, flen, flen))
+    pairs = itertools.product(range(n_src), range(n_ch))
+    for (i, c1), (j, c2) in itertools.combinations_with_replacement(pairs, 2):
+        r = np.fft.ifft(rf[j, :, c2] * np.conj(rf[i, :, c1])).real
+        block = toeplitz(np.concatenate([r[:1], r[-1:-flen:-1]]), r[:flen])
+        gram[j, i, c2, c1] = block
+        gram[i, j, c1, c2] = block.T
+
+    def filters(srcs: list[int], e: np.ndarray) -> np.ndarray:
+        """Least-squares filters (len(srcs), C, flen, C) projecting e on delayed srcs."""
+        d = np.zeros((len(srcs), n_ch, flen, n_ch))
+        for (k, j), cj, c in itertools.product(enumerate(srcs), range(n_ch), range(n_ch)):
+            r = np.fft.ifft(rf[j, :, cj] * np.conj(e[:, c])).real
+            d[k, cj, :, c] = np.concatenate([r[:1], r[-1:-flen:-1]])
+        g = gram[np.ix_(srcs, srcs)]  # (S', S', C, C, L, L)
+        g = np.moveaxis(g, (1, 3), (3, 4)).reshape(len(srcs) * n_ch * flen, -1)
+        sol = np.linalg.solve(g + np.finfo(float).eps * np.eye(len(g)), d.reshape(-1, n_ch))
+        return sol.reshape(len(srcs), n_ch, flen, n_ch)
+
+    def project(x: np.ndarray, filt: np.ndarray) -> np.ndarray:
+        """Filter (S', w, C) sources with (S', C, flen, C) filters -> (w + flen - 1, C)."""
+        out = np.zeros((x.shape[1] + flen - 1, n_ch))
+        for j, cj, c in itertools.product(range(x.shape[0]), range(n_ch), range(n_ch)):
+            out[:, c] += fftconvolve(filt[j, cj, :, c], x[j, :, cj])
+        return out
+
+    c_all = [filters(list(range(n_src)), ef[j]) for j in range(n_src)]
+    c_own = [filters([j], ef[j]) for j in range(n_src)]
+    n_frames = 1 if win >= n else (n - win + win) // win
+    out = {m: np.full((n_src, n_frames), np.nan) for m in ("SDR", "ISR", "SIR", "SAR")}
+
+    def db(num: float, den: float) -> float:
+        return 10 * np.log10(num / den)
+
+    for t in range(n_frames):
+        sl = slice(t * win, min(t * win + win, n))
+        for j in range(n_src):
+            s_true = np.zeros((sl.stop - sl.start + flen - 1, n_ch))
+            s_true[: sl.stop - sl.start] = refs[j, sl]
+            e_spat = project(refs[j : j + 1, sl], c_own[j]) - s_true
+            e_interf = project(refs[:, sl], c_all[j]) - s_true - e_spat
+            e_artif = -s_true - e_spat - e_interf
+            e_artif[: sl.stop - sl.start] += ests[j, sl]
+            energy = np.sum(s_true**2)
+            out["SDR"][j, t] = db(energy, np.sum((e_spat + e_interf + e_artif) ** 2))
+            out["ISR"][j, t] = db(energy, np.sum(e_spat**2))
+            out["SIR"][j, t] = db(np.sum((s_true + e_spat) ** 2), np.sum(e_interf**2))
+            out["SAR"][j, t] = db(np.sum((s_true + e_spat + e_interf) ** 2), np.sum(e_artif**2))
+    return out
+
+
+def test_museval_reference_scores_reproduced(mus_root: Path) -> None:
+    """museval's own regression test: uniform noise estimates, scored by BSSEval v4.
+
+    museval's test draws ``np.random.seed(0)``, then ``np.random.random(track.audio.shape)``
+    for vocals and again for accompaniment, and scores them against the true stereo
+    44.1 kHz targets with 1 s windows and hops. Our arrays must reproduce its JSON.
+    """
+    ref = json.loads((mus_root / "museval_reference_scores.json").read_text())
+    stereo, sr = MUSDB18(mus_root).load_stereo(TRACK)
+    targets = ["vocals", "accompaniment"]
+    refs = np.stack([stereo[k].T.astype(np.float64) for k in targets])  # (S, N, C)
+    rng = np.random.RandomState(0)
+    ests = np.stack([rng.random_sample(stereo["mixture"].T.shape) for _ in targets])
+    scores = _bss_eval_v4(refs, ests, win=sr)
+    by_name = {t["name"]: t["frames"] for t in ref["targets"]}
+    assert set(by_name) == set(targets)
+    for j, name in enumerate(targets):
+        for metric, values in scores.items():
+            expected = np.array([f["metrics"][metric] for f in by_name[name]])
+            np.testing.assert_allclose(values[j], expected, atol=1e-3, err_msg=f"{name} {metric}")
+
+
+# splits ---------------------------------------------------------------------------------
+
+
+def test_official_validation_list() -> None:
+    assert len(VALIDATION_TRACKS) == 14
+    assert len(set(VALIDATION_TRACKS)) == 14
+    assert "Meaxic - Take A Step" in VALIDATION_TRACKS
+
+
+def test_splits_disjoint_on_synthetic_layout(tmp_path: Path) -> None:
+    names = {"train": ["A - One", VALIDATION_TRACKS[0], "B - Two"], "test": ["C - Three"]}
+    for subset, tracks in names.items():
+        for i, name in enumerate(tracks):
+            _write_track(tmp_path / subset / name, seed=i)
+    ds = MUSDB18(tmp_path, sr=22050)
+    assert ds.is_wav
+    ids = {s: ds.track_ids(s) for s in SPLITS}
+    assert ids == {
+        "train": ["A - One", "B - Two"],
+        "validation": [VALIDATION_TRACKS[0]],
+        "test": ["C - Three"],
+    }
+    for a, b in itertools.combinations(SPLITS, 2):
+        assert not set(ids[a]) & set(ids[b])
+    tr = ds.load(VALIDATION_TRACKS[0])
+    assert tr.meta["split"] == "validation"
+    assert tr.meta["stem_residual_db"] < -100  # synthetic stems sum exactly
+    custom = MUSDB18(tmp_path, validation_tracks=["B - Two"])
+    assert custom.track_ids("validation") == ["B - Two"]
+
+
+def test_subsets_mapping(tmp_path: Path) -> None:
+    _write_track(tmp_path / "my_train" / "A - One")
+    ds = MUSDB18(tmp_path, subsets={"train": "my_train"})
+    assert ds.track_ids("train") == ["A - One"]
+    with pytest.raises(DatasetError, match="unknown subsets"):
+        MUSDB18(tmp_path, subsets={"valid": "x"})
+
+
+# errors ---------------------------------------------------------------------------------
+
+
+def test_nonexistent_root(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        MUSDB18(tmp_path / "nope")
+
+
+def test_root_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_track(tmp_path / "train" / "A - One")
+    monkeypatch.setenv("MUSDB_PATH", str(tmp_path))
+    assert MUSDB18().track_ids("train") == ["A - One"]
+    monkeypatch.delenv("MUSDB_PATH")
+    with pytest.raises(DatasetError, match="MUSDB_PATH"):
+        MUSDB18()
+
+
+def test_empty_root(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no train or test folder"):
+        MUSDB18(tmp_path)
+
+
+def test_unknown_split_and_track(tmp_path: Path) -> None:
+    _write_track(tmp_path / "train" / "A - One")
+    ds = MUSDB18(tmp_path)
+    with pytest.raises(DatasetError, match="unknown split"):
+        ds.track_ids("valid")
+    with pytest.raises(DatasetError, match="unknown track"):
+        ds.load("Z - None")
+
+
+def test_stem_length_mismatch_names_file(tmp_path: Path) -> None:
+    folder = tmp_path / "train" / "A - One"
+    _write_track(folder)
+    sf.write(folder / "bass.wav", np.zeros((4000, 2), np.float32), 44100)
+    with pytest.raises(DatasetError, match=r"bass\.wav.*differs from the mixture"):
+        MUSDB18(tmp_path).load("A - One")
+
+
+def test_stem_rate_mismatch_names_file(tmp_path: Path) -> None:
+    folder = tmp_path / "train" / "A - One"
+    _write_track(folder)
+    sf.write(folder / "vocals.wav", np.zeros((4410, 2), np.float32), 48000)
+    with pytest.raises(DatasetError, match=r"vocals\.wav.*48000 Hz"):
+        MUSDB18(tmp_path).load("A - One")
+
+
+def test_missing_stem_names_file(tmp_path: Path) -> None:
+    folder = tmp_path / "train" / "A - One"
+    _write_track(folder)
+    (folder / "drums.wav").unlink()
+    with pytest.raises(DatasetError, match=r"drums\.wav"):
+        MUSDB18(tmp_path).load("A - One")
+
+
+def test_mp4_without_ffmpeg_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "A - One.stem.mp4").write_bytes(b"not really an mp4")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setitem(__import__("sys").modules, "imageio_ffmpeg", None)
+    with pytest.raises(DatasetError, match=r"ffmpeg.*musdbconvert"):
+        MUSDB18(tmp_path)
