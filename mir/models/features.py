@@ -13,12 +13,12 @@ class Features:
 
     Attributes:
         audio: (B, N) mono mixture.
-        hcqt: (B, H, F, T) log-scaled Harmonic CQT.
+        hcqt: (B, H, F, T) log-scaled Harmonic CQT, or None when no head reads it.
         trunk: (B, C, F, T) shared trunk features, or None when no head reads them.
         stft: (B, F', T) complex STFT of the mixture on the same frames, or None.
     """
 
     audio: Tensor
-    hcqt: Tensor
+    hcqt: Tensor | None
     trunk: Tensor | None = None
     stft: Tensor | None = None

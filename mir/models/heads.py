@@ -22,24 +22,33 @@ class SalienceHead(nn.Module):
     """Salience logits on the f0 grid, after the last layers of deep salience.
 
     A 3x3 convolution, a wide convolution spanning about an octave in frequency
-    (70 bins x 3 frames at 60 bins/octave in Bittner et al. 2017), and a 1x1 to one map.
+    (8 channels of 70 bins x 3 frames at 60 bins/octave in Bittner et al. 2017), and a
+    1x1 convolution to one map.
 
     Args:
         in_channels: trunk channels C.
-        hidden: channels of the hidden layers.
+        hidden: channels of the 3x3 layer.
+        wide_channels: channels of the wide layer (8 in the paper).
         freq_kernel: frequency extent of the wide kernel, in bins (made odd).
+        time_kernel: time extent of the wide kernel, in frames (3 in the paper).
     """
 
     uses_trunk = True
     uses_stft = False
 
-    def __init__(self, in_channels: int, hidden: int = 32, freq_kernel: int = 70) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: int = 32,
+        wide_channels: int = 8,
+        freq_kernel: int = 70,
+        time_kernel: int = 3,
+    ) -> None:
         super().__init__()
-        fk = freq_kernel | 1
         self.net = nn.Sequential(
             conv_bn_relu(in_channels, hidden, (3, 3)),
-            conv_bn_relu(hidden, 8, (fk, 3)),
-            nn.Conv2d(8, 1, 1),
+            conv_bn_relu(hidden, wide_channels, (freq_kernel | 1, time_kernel | 1)),
+            nn.Conv2d(wide_channels, 1, 1),
         )
 
     def forward(self, feats: Features) -> Tensor:
@@ -151,12 +160,13 @@ class OnsetCRNN(nn.Module):
     ) -> None:
         super().__init__()
         self.conv = nn.Sequential(
+            nn.MaxPool2d((pool, 1)),
             conv_bn_relu(in_channels, conv_channels, (3, 3)),
             nn.MaxPool2d((pool, 1)),
             conv_bn_relu(conv_channels, conv_channels, (3, 3)),
             nn.MaxPool2d((pool, 1)),
         )
-        f = n_bins // pool // pool
+        f = n_bins // pool // pool // pool
         self.gru = nn.GRU(conv_channels * f, hidden, batch_first=True, bidirectional=True)
         self.out = nn.Linear(2 * hidden, n_classes)
 
@@ -186,7 +196,7 @@ class TagCNN(nn.Module):
 
     def __init__(self, in_channels: int, n_tags: int, channels: Sequence[int] = (32, 64, 64)):
         super().__init__()
-        blocks: list[nn.Module] = []
+        blocks: list[nn.Module] = [nn.MaxPool2d((4, 1))]  # pitch detail is not needed
         c = in_channels
         for c_out in channels:
             blocks += [conv_bn_relu(c, int(c_out), (3, 3)), nn.MaxPool2d(2, ceil_mode=True)]

@@ -27,7 +27,7 @@ class MultiTaskModel(nn.Module):
 
     def features(self, audio: Tensor) -> Features:
         """(B, N) audio -> the shared features the heads read."""
-        hcqt = self.frontend(audio)
+        hcqt = self.frontend(audio) if self.uses_trunk else None
         return Features(
             audio=audio,
             hcqt=hcqt,

@@ -37,9 +37,11 @@ class SalienceTask(Task):
         weight: loss weight.
         threshold: decoding threshold on the sigmoid salience.
         sigma_cents: standard deviation of the target's Gaussian blur along frequency.
-        head_channels: channels of the head's hidden convolution.
+        head_channels: channels of the head's 3x3 convolution.
+        wide_channels: channels of the head's wide convolution (8 in the paper).
         head_octaves: frequency extent of the head's wide kernel, in octaves
             (70 bins at 60 bins/octave in the paper).
+        time_kernel: time extent of the wide kernel in frames (3 in the paper).
     """
 
     def __init__(
@@ -49,19 +51,25 @@ class SalienceTask(Task):
         threshold: float = 0.3,
         sigma_cents: float = 20.0,
         head_channels: int = 32,
+        wide_channels: int = 8,
         head_octaves: float = 70 / 60,
+        time_kernel: int = 3,
     ) -> None:
         super().__init__(name, weight)
         self.threshold = float(threshold)
         self.sigma_cents = float(sigma_cents)
         self.head_channels = int(head_channels)
+        self.wide_channels = int(wide_channels)
         self.head_octaves = float(head_octaves)
+        self.time_kernel = int(time_kernel)
 
     def build_head(self, trunk_channels: int) -> nn.Module:
         return SalienceHead(
             trunk_channels,
             hidden=self.head_channels,
+            wide_channels=self.wide_channels,
             freq_kernel=max(3, round(self.head_octaves * self.fe.bins_per_octave)),
+            time_kernel=self.time_kernel,
         )
 
     # -- targets ------------------------------------------------------------------------

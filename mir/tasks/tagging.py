@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mir.data.track import Track
+from mir.errors import ConfigError
 from mir.models.features import Features
 from mir.models.heads import TagCNN
 from mir.tasks.base import Task, Window, masked_mean
@@ -50,9 +51,9 @@ class TaggingTask(Task):
         channels: Sequence[int] = (32, 64, 64),
     ) -> None:
         super().__init__(name, weight)
+        if not tags:
+            raise ConfigError(f"{name}: the data config has no tag vocabulary (data.tags)")
         self.tags = [str(t) for t in tags]
-        if not self.tags:
-            raise ValueError(f"{name}: empty tag vocabulary")
         self.index = {t: i for i, t in enumerate(self.tags)}
         self.channels = tuple(int(c) for c in channels)
 
