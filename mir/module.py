@@ -60,6 +60,9 @@ class MirModule(pl.LightningModule):
         self.margin_seconds = float(margin_seconds)
         self._eval: dict[str, list[tuple[Track, dict[str, Any]]]] = {}
         self.results: dict[str, dict[str, dict[str, float]]] = {}
+        # The resolved run config (plain dict), stored in checkpoints so that
+        # `mir.checkpoint.load_module` can rebuild the model; set by `mir.train`.
+        self.run_config: dict[str, Any] | None = None
         self.per_track: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
     # -- metadata ------------------------------------------------------------------------
@@ -71,6 +74,10 @@ class MirModule(pl.LightningModule):
 
     def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(audio)[0]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint["mir_config"] = self.run_config
 
     # -- training ------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:

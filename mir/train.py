@@ -58,6 +58,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.output_dir)
 
     module = instantiate(cfg.model)
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)
     datamodule = instantiate(cfg.data)
     datamodule.bind(module.tasks)
 

@@ -1,0 +1,89 @@
+"""Bad input gives one clear line naming the file and the problem."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mir.audio import load_audio, write_wav
+from mir.errors import AudioError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run(
+        [sys.executable, "-m", "mir.train", *args, f"hydra.run.dir={cwd}/run"],
+        cwd=cwd, capture_output=True, text=True, timeout=300, env=env,
+    )
+
+
+def test_missing_audio(tmp_path):
+    with pytest.raises(AudioError, match="nothere.wav: audio file does not exist"):
+        load_audio(tmp_path / "nothere.wav", 22050)
+
+
+def test_corrupt_audio(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage")
+    with pytest.raises(AudioError, match="bad.wav: cannot read audio"):
+        load_audio(bad, 22050)
+
+
+def test_wrong_sample_rate_and_silence_and_short(tmp_path):
+    p = tmp_path / "x.wav"
+    sf.write(p, np.zeros(1000, dtype=np.float32), 44100)
+    with pytest.raises(AudioError, match="x.wav: sample rate is 44100 Hz, expected 22050 Hz"):
+        load_audio(p, 22050, expect_sr=22050)
+    with pytest.raises(AudioError, match="x.wav: audio is silent"):
+        load_audio(p, 22050, allow_silence=False)
+    with pytest.raises(AudioError, match="shorter than the minimum of 4096"):
+        load_audio(p, 22050, min_samples=4096)
+
+
+def test_stereo_is_downmixed_and_resampled(tmp_path):
+    p = tmp_path / "s.wav"
+    t = np.arange(44100) / 44100
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)], axis=1)
+    sf.write(p, stereo.astype(np.float32), 44100)
+    y = load_audio(p, 22050)
+    assert y.shape == (22050,)
+    assert abs(np.abs(y).max() - 0.5) < 0.02  # mean of the two channels
+
+
+def test_write_wav_is_atomic(tmp_path):
+    p = tmp_path / "out.wav"
+    write_wav(p, np.ones(100, dtype=np.float32) * 0.1, 22050)
+    assert p.is_file() and not list(tmp_path.glob(".out.wav*"))
+    y, sr = sf.read(p)
+    assert sr == 22050 and len(y) == 100
+
+
+def test_cli_unknown_task(tmp_path):
+    r = run_cli("task=nonexistent", cwd=tmp_path)
+    assert r.returncode != 0
+    assert "Could not find 'task/nonexistent'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_missing_dataset_path(tmp_path):
+    r = run_cli("task=melody", "data=medleydb", f"data.datasets.medleydb.root={tmp_path}/nope",
+                "logger=[csv]", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "nope does not exist" in lines[0], r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_tagging_without_vocabulary(tmp_path):
+    r = run_cli("task=tagging", "data=bach10", f"data.datasets.bach10.root={tmp_path}",
+                "logger=[csv]", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "no tag vocabulary" in r.stderr and "Traceback" not in r.stderr
