@@ -27,7 +27,7 @@ class SalienceHead(nn.Module):
 
     Args:
         in_channels: trunk channels C.
-        hidden: channels of the 3x3 layer.
+        hidden: channels of the 3x3 layer (0: no 3x3 layer).
         wide_channels: channels of the wide layer (8 in the paper).
         freq_kernel: frequency extent of the wide kernel, in bins (made odd).
         time_kernel: time extent of the wide kernel, in frames (3 in the paper).
@@ -45,11 +45,15 @@ class SalienceHead(nn.Module):
         time_kernel: int = 3,
     ) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            conv_bn_relu(in_channels, hidden, (3, 3)),
-            conv_bn_relu(hidden, wide_channels, (freq_kernel | 1, time_kernel | 1)),
+        layers: list[nn.Module] = []
+        if hidden > 0:  # hidden = 0: the wide layer reads the trunk directly, as published
+            layers.append(conv_bn_relu(in_channels, hidden, (3, 3)))
+            in_channels = hidden
+        layers += [
+            conv_bn_relu(in_channels, wide_channels, (freq_kernel | 1, time_kernel | 1)),
             nn.Conv2d(wide_channels, 1, 1),
-        )
+        ]
+        self.net = nn.Sequential(*layers)
 
     def forward(self, feats: Features) -> Tensor:
         """-> (B, F, T) logits."""
