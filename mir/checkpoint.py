@@ -36,7 +36,9 @@ def load_module(path: str | Path, map_location: str = "cpu") -> tuple[Any, DictC
         raise ConfigError(f"{path}: not a Lightning checkpoint (no state_dict)")
     raw = ckpt.get("mir_config")
     if not isinstance(raw, dict) or "model" not in raw or "frontend" not in raw:
-        raise ConfigError(f"{path}: checkpoint has no mir run config (was it written by mir.train?)")
+        raise ConfigError(
+            f"{path}: checkpoint has no mir run config (was it written by mir.train?)"
+        )
     cfg = OmegaConf.create(raw)
     module = instantiate(cfg.model)
     missing, unexpected = module.load_state_dict(ckpt["state_dict"], strict=False)

@@ -78,7 +78,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg.ckpt_path, out_dir))
         result["val"] = module.results.get("val", {})
     if cfg.test:
-        ckpt = "best" if cfg.train and trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
+        ckpt = (
+            "best"
+            if cfg.train
+            and trainer.checkpoint_callback
+            and trainer.checkpoint_callback.best_model_path
+            else None
+        )
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
         result["test"] = module.results.get("test", {})
         result["test_per_track"] = module.per_track.get("test", {})
@@ -87,7 +93,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             base = baseline_scores(module.tasks, datamodule.tracks("test"))
             result["test_baseline"] = base
         table = score_table(
-            result["test"], base, title=f"Full-track test scores ({len(datamodule.tracks('test'))} tracks)"
+            result["test"],
+            base,
+            title=f"Full-track test scores ({len(datamodule.tracks('test'))} tracks)",
         )
         print("\n" + table + "\n", flush=True)
     write_json(out_dir / "scores.json", result)

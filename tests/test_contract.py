@@ -17,8 +17,13 @@ from tests.conftest import DATASETS, TASKS
 
 EXPECTED_KEYS = {
     "separation": {"vocals/SDR", "vocals/SIR", "vocals/SAR", "vocals/NSDR", "accompaniment/SDR"},
-    "melody": {"Overall Accuracy", "Raw Pitch Accuracy", "Raw Chroma Accuracy",
-               "Voicing Recall", "Voicing False Alarm"},
+    "melody": {
+        "Overall Accuracy",
+        "Raw Pitch Accuracy",
+        "Raw Chroma Accuracy",
+        "Voicing Recall",
+        "Voicing False Alarm",
+    },
     "bass": {"Overall Accuracy", "Raw Pitch Accuracy"},
     "vocal": {"Overall Accuracy", "Raw Pitch Accuracy"},
     "multif0": {"Accuracy", "Precision", "Recall"},
@@ -76,9 +81,10 @@ def test_task_contract(all_tasks_module, name):
     # full-track inference, decoding and mir_eval keys
     module.model.eval()
     est = module.predict_track(track)[name]
-    per_track, summary = task.evaluate(dm.tracks("validation"), [
-        module.predict_track(t)[name] if t is not track else est for t in dm.tracks("validation")
-    ])
+    per_track, summary = task.evaluate(
+        dm.tracks("validation"),
+        [module.predict_track(t)[name] if t is not track else est for t in dm.tracks("validation")],
+    )
     assert EXPECTED_KEYS[name] <= set(summary), sorted(summary)
     assert task.monitor in summary
     base_per_track, base = task.evaluate([track], [task.baseline(track)])

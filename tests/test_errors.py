@@ -21,7 +21,11 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.run(
         [sys.executable, "-m", "mir.train", *args, f"hydra.run.dir={cwd}/run"],
-        cwd=cwd, capture_output=True, text=True, timeout=300, env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
 
 
@@ -61,9 +65,11 @@ def test_stereo_is_downmixed_and_resampled(tmp_path):
 def test_write_wav_is_atomic(tmp_path):
     p = tmp_path / "out.wav"
     write_wav(p, np.ones(100, dtype=np.float32) * 0.1, 22050)
-    assert p.is_file() and not list(tmp_path.glob(".out.wav*"))
+    assert p.is_file()
+    assert not list(tmp_path.glob(".out.wav*"))
     y, sr = sf.read(p)
-    assert sr == 22050 and len(y) == 100
+    assert sr == 22050
+    assert len(y) == 100
 
 
 def test_cli_unknown_task(tmp_path):
@@ -74,16 +80,28 @@ def test_cli_unknown_task(tmp_path):
 
 
 def test_cli_missing_dataset_path(tmp_path):
-    r = run_cli("task=melody", "data=medleydb", f"data.datasets.medleydb.root={tmp_path}/nope",
-                "logger=[csv]", cwd=tmp_path)
+    r = run_cli(
+        "task=melody",
+        "data=medleydb",
+        f"data.datasets.medleydb.root={tmp_path}/nope",
+        "logger=[csv]",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2, r.stderr[-2000:]
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and "nope does not exist" in lines[0], r.stderr[-2000:]
+    assert len(lines) == 1, r.stderr[-2000:]
+    assert "nope does not exist" in lines[0]
     assert "Traceback" not in r.stderr
 
 
 def test_cli_tagging_without_vocabulary(tmp_path):
-    r = run_cli("task=tagging", "data=bach10", f"data.datasets.bach10.root={tmp_path}",
-                "logger=[csv]", cwd=tmp_path)
+    r = run_cli(
+        "task=tagging",
+        "data=bach10",
+        f"data.datasets.bach10.root={tmp_path}",
+        "logger=[csv]",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2
-    assert "no tag vocabulary" in r.stderr and "Traceback" not in r.stderr
+    assert "no tag vocabulary" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -16,8 +16,13 @@ import pytest
 from mir.train import run
 from tests.conftest import TASKS
 
-SMOKE = ["trainer=smoke", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
-         "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"]
+SMOKE = [
+    "trainer=smoke",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.enable_progress_bar=false",
+]
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -37,23 +42,43 @@ def test_joint_two_tasks_share_one_front_end(compose, tmp_path):
     result = run(cfg)
     assert set(result["test"]) == {"melody", "bass"}
     metrics = pd.read_csv(next(tmp_path.glob("csv/version_*/metrics.csv")))
-    for key in ("train/melody/loss", "train/bass/loss", "val/melody/Overall Accuracy",
-                "val/bass/Overall Accuracy"):
+    for key in (
+        "train/melody/loss",
+        "train/bass/loss",
+        "val/melody/Overall Accuracy",
+        "val/bass/Overall Accuracy",
+    ):
         assert key in metrics.columns, key
 
 
 def test_cli_prints_full_track_table(embedded_root, tmp_path):
     env = dict(os.environ)
     r = subprocess.run(
-        [sys.executable, "-m", "mir.train", "task=[melody,drums]", *SMOKE, "frontend=tiny",
-         "model=tiny", "logger=[csv]", f"data.datasets.embedded.root={embedded_root}",
-         "data.datasets.embedded.n_pieces=6", "data.datasets.embedded.max_duration=8.0",
-         "data.crop_seconds=2.0", "data.batch_size=4", f"hydra.run.dir={tmp_path}/run"],
-        capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            "-m",
+            "mir.train",
+            "task=[melody,drums]",
+            *SMOKE,
+            "frontend=tiny",
+            "model=tiny",
+            "logger=[csv]",
+            f"data.datasets.embedded.root={embedded_root}",
+            "data.datasets.embedded.n_pieces=6",
+            "data.datasets.embedded.max_duration=8.0",
+            "data.crop_seconds=2.0",
+            "data.batch_size=4",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Full-track test scores" in r.stdout
-    assert "Overall Accuracy" in r.stdout and "mean/F-measure" in r.stdout
+    assert "Overall Accuracy" in r.stdout
+    assert "mean/F-measure" in r.stdout
     assert (tmp_path / "run" / "scores.json").is_file()
 
 

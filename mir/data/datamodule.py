@@ -79,7 +79,9 @@ class CropDataset(TorchDataset):
 def collate_excerpts(items: list[dict]) -> dict:
     return {
         "audio": torch.stack([it["audio"] for it in items]),
-        "targets": {k: torch.stack([it["targets"][k] for it in items]) for k in items[0]["targets"]},
+        "targets": {
+            k: torch.stack([it["targets"][k] for it in items]) for k in items[0]["targets"]
+        },
         "mask": {k: torch.tensor([it["mask"][k] for it in items]) for k in items[0]["mask"]},
     }
 

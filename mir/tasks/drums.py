@@ -113,7 +113,9 @@ class DrumsTask(Task):
 
     def _events(self, track: Track) -> list[np.ndarray]:
         assert track.onsets is not None
-        return [np.asarray(track.onsets.get(c, np.zeros(0)), dtype=np.float64) for c in self.classes]
+        return [
+            np.asarray(track.onsets.get(c, np.zeros(0)), dtype=np.float64) for c in self.classes
+        ]
 
     def targets(self, track: Track, window: Window) -> np.ndarray:
         if not self.has_labels(track):

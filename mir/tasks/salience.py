@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import mir_eval
 import numpy as np
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
