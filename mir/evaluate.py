@@ -1,0 +1,296 @@
+"""Evaluate a trained model on a dataset split, with full-track inference.
+
+Usage:
+    python -m mir.evaluate ckpt=<path> data=<name> [split=test] [output=<folder>]
+        [device=cpu] [baselines=true] [data.<key>=<value> ...]
+
+Arguments (``key=value``, as for ``mir.train``):
+    ckpt: checkpoint written by ``mir.train``.
+    data: a dataset config, ``conf/data/<name>.yaml`` (composed with Hydra; its grid
+        settings are taken from the checkpoint's front end, so they match the model).
+    split: ``train``, ``validation`` or ``test``.
+    output: folder for the score files (default ``eval/<data>-<split>``).
+    device: torch device for inference.
+    baselines: also score each task's trivial baseline on the same tracks.
+    data.*: any override of the dataset config (Hydra syntax), e.g.
+        ``data.datasets.medleydb.root=/data/MedleyDB``; ``data.max_eval_tracks=5``
+        evaluates the first 5 tracks (by id) of each dataset's split.
+
+Each track is loaded, run through `MirModule.predict_track` and scored by each task's
+`evaluate` (mir_eval), one track at a time, so memory does not grow with the split.
+
+Files written to `output`:
+    per_track.csv   one row per (model|baseline, task, track, metric): ``system, task,
+                    track, metric, value``
+    per_track.json  {system: {task: [{"track": name, <metric>: value, ...}]}}
+    summary.json    {system: {task: {metric: {"mean", "median", "n"}}}} for per-track
+                    metrics (NaNs ignored); set-level metrics that have no per-track
+                    value (tagging's ROC-AUC, PR-AUC) are {"value": v}. The metric keys
+                    are the task's own summary keys (mir_eval's names).
+and the summary table is printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mir.errors import ConfigError, MirError
+
+log = logging.getLogger("mir.evaluate")
+
+DEFAULTS: dict[str, Any] = {
+    "ckpt": None,
+    "data": None,
+    "split": "test",
+    "output": None,
+    "device": "cpu",
+    "baselines": True,
+}
+SYSTEMS = ("model", "baseline")
+
+
+def compose_data(name: str, overrides: Sequence[str], run_cfg: Any) -> Any:
+    """The ``data`` config `name` from ``conf/``, on the checkpoint's front-end grid.
+
+    Raises:
+        ConfigError: no such data config, or an override does not apply.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    if not (conf / "data" / f"{name}.yaml").is_file():
+        known = ", ".join(
+            sorted(p.stem for p in (conf / "data").glob("*.yaml") if not p.stem.startswith("_"))
+        )
+        raise ConfigError(f"data={name}: no such dataset config; expected one of {known}")
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            cfg = compose("config", overrides=[f"data={name}", *overrides])
+    except HydraException as exc:
+        raise ConfigError(f"data overrides: {str(exc).splitlines()[0]}") from None
+    with open_dict(cfg):
+        cfg.frontend = OmegaConf.create(OmegaConf.to_container(run_cfg.frontend, resolve=True))
+        if "seed" in run_cfg:
+            cfg.seed = run_cfg.seed
+    return cfg.data
+
+
+def _light(track: Any) -> Any:
+    """The track without its audio and stems (kept for set-level metrics)."""
+    return replace(track, audio=np.zeros(0, dtype=np.float32), stems=None)
+
+
+def _overrides_evaluate(task: Any) -> bool:
+    from mir.tasks.base import Task
+
+    return type(task).evaluate is not Task.evaluate
+
+
+def summarise(
+    per_track: Sequence[Mapping[str, Any]], task_summary: Mapping[str, float]
+) -> dict[str, dict[str, float]]:
+    """Mean and median over tracks of every per-track metric (NaNs ignored).
+
+    Metrics of `task_summary` with no per-track value are set-level: kept as ``value``.
+    The keys, in order, are those of `task_summary`, then any per-track-only metric.
+    """
+    keys = list(task_summary) + [
+        k for s in per_track for k in s if k != "track" and k not in task_summary
+    ]
+    out: dict[str, dict[str, float]] = {}
+    for key in dict.fromkeys(keys):
+        vals = np.array([float(s[key]) for s in per_track if key in s], dtype=np.float64)
+        if len(vals):
+            finite = vals[np.isfinite(vals)]
+            out[key] = {
+                "mean": float(finite.mean()) if len(finite) else math.nan,
+                "median": float(np.median(finite)) if len(finite) else math.nan,
+                "n": len(finite),
+            }
+        else:
+            out[key] = {"value": float(task_summary[key])}
+    return out
+
+
+def evaluate(
+    module: Any,
+    datasets: Mapping[str, Any],
+    split: str,
+    baselines: bool = True,
+    max_tracks: int | None = None,
+) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, dict[str, Any]], int]:
+    """Score `module` (and each task's baseline) on every track of `split`.
+
+    Returns:
+        per_track: system -> task -> [{"track": name, metric: value}].
+        summary: system -> task -> metric -> {"mean", "median", "n"} or {"value"}.
+        n_tracks: tracks evaluated (at most `max_tracks` per dataset, the first by id).
+    """
+    from tqdm import tqdm
+
+    from mir.data.base import check_split
+
+    check_split(split)
+    tasks = module.tasks
+    keep = {s for t in tasks.values() for s in t.stems_needed()}
+    systems = SYSTEMS if baselines else SYSTEMS[:1]
+    per_track: dict[str, dict[str, list[dict[str, Any]]]] = {
+        s: {name: [] for name in tasks} for s in systems
+    }
+    # Tasks whose summary is not a mean over tracks (tagging's AUCs) need every estimate.
+    kept: dict[str, dict[str, tuple[list[Any], list[Any]]]] = {
+        s: {n: ([], []) for n, t in tasks.items() if _overrides_evaluate(t)} for s in systems
+    }
+    cap = None if max_tracks is None else int(max_tracks)
+    ids = [(d, tid) for d, ds in datasets.items() for tid in ds.track_ids(split)[:cap]]
+    if not ids:
+        raise ConfigError(f"the {split} split of {', '.join(datasets)} is empty")
+    for dname, tid in tqdm(ids, desc=f"mir.evaluate {split}", unit="track", file=sys.stderr):
+        track = datasets[dname].load(tid)
+        track.name = f"{dname}/{track.name}"
+        if track.stems is not None:
+            track.stems = {k: v for k, v in track.stems.items() if k in keep} or None
+        estimates = {"model": module.predict_track(track)}
+        if baselines:
+            estimates["baseline"] = {n: t.baseline(track) for n, t in tasks.items()}
+        for system, est in estimates.items():
+            for name, task in tasks.items():
+                scores, _ = task.evaluate([track], [est[name]])
+                per_track[system][name] += [{"track": track.name, **s} for s in scores]
+                if name in kept[system]:
+                    kept[system][name][0].append(_light(track))
+                    kept[system][name][1].append(est[name])
+    summary: dict[str, dict[str, Any]] = {s: {} for s in systems}
+    for system in systems:
+        for name, task in tasks.items():
+            rows = per_track[system][name]
+            if name in kept[system]:
+                _, task_summary = task.evaluate(*kept[system][name])
+            else:
+                task_summary = {k: math.nan for r in rows for k in r if k != "track"}
+            summary[system][name] = summarise(rows, task_summary)
+    return per_track, summary, len(ids)
+
+
+def per_track_csv(per_track: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["system", "task", "track", "metric", "value"])
+    for system, tasks in per_track.items():
+        for task, rows in tasks.items():
+            for row in rows:
+                for k, v in row.items():
+                    if k != "track":
+                        w.writerow([system, task, row["track"], k, repr(float(v))])
+    return buf.getvalue()
+
+
+def summary_table(summary: Mapping[str, Mapping[str, Any]], title: str = "") -> str:
+    """Plain-text table: task, metric, model mean/median (and baseline mean/median)."""
+
+    def fmt(v: Any) -> str:
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+    systems = list(summary)
+    head = ["task", "metric"]
+    for s in systems:
+        head += [f"{s} mean", f"{s} median"]
+    rows = [head]
+    for task, metrics in summary[systems[0]].items():
+        for key in metrics:
+            row = [task, key]
+            for s in systems:
+                st = summary[s].get(task, {}).get(key, {})
+                if "value" in st:
+                    row += [fmt(st["value"]), "(set)"]
+                else:
+                    row += [fmt(st.get("mean")), fmt(st.get("median"))]
+            rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [title] if title else []
+    for j, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run(
+    ckpt: str,
+    data: str,
+    split: str = "test",
+    output: str | None = None,
+    device: str = "cpu",
+    baselines: bool = True,
+    data_overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Evaluate `ckpt` on `data`/`split` and write the score files; returns the summary."""
+    from mir.audio import atomic_write
+    from mir.checkpoint import load_module
+    from mir.predict import to_device
+    from mir.report import write_json
+    from mir.train import instantiate
+
+    if not ckpt:
+        raise ConfigError("no checkpoint given: use ckpt=<path to .ckpt>")
+    if not data:
+        raise ConfigError("no dataset given: use data=<name of a conf/data config>")
+    module, run_cfg = load_module(ckpt, map_location="cpu")
+    module = to_device(module, device)
+    data_cfg = compose_data(str(data), data_overrides, run_cfg)
+    datasets = {name: instantiate(node) for name, node in data_cfg.datasets.items()}
+    if not datasets:
+        raise ConfigError(f"data={data}: no datasets configured")
+    cap = data_cfg.get("max_eval_tracks")
+    per_track, summary, n = evaluate(module, datasets, str(split), bool(baselines), cap)
+
+    out = Path(output) if output else Path("eval") / f"{data}-{split}"
+    text = per_track_csv(per_track)
+    atomic_write(out / "per_track.csv", lambda tmp: Path(tmp).write_text(text))
+    write_json(out / "per_track.json", per_track)
+    result = {
+        "ckpt": str(Path(ckpt).resolve()),
+        "data": data,
+        "split": split,
+        "tracks": n,
+        **summary,
+    }
+    write_json(out / "summary.json", result)
+    print(summary_table(summary, title=f"{data} {split}: {n} tracks (full-track inference)"))
+    print(f"\nmir.evaluate: scores written to {out}/", file=sys.stderr)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from mir.predict import as_bool, parse_key_values, wants_help
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(argv):
+        print(__doc__)
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        passthrough = ("data.", "+data.", "~data.")
+        args, overrides = parse_key_values(argv, DEFAULTS, passthrough=passthrough)
+        args["baselines"] = as_bool(args["baselines"], "baselines")
+        run(**args, data_overrides=overrides)
+    except MirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,437 @@
+"""Writers for every task's estimate, in the formats other tools read back.
+
+Every writer is atomic (a temporary file renamed into place, `mir.audio.atomic_write`), so
+an interrupted run never leaves a truncated file.
+
+Conventions:
+    * f0 (melody, bass, vocal): CSV, one ``time,f0`` row per frame, in s and Hz, 0 Hz =
+      unvoiced; read back by ``mir_eval.io.load_time_series(path, delimiter=",")``
+      (mir_eval >= 0.8 splits on whitespace only by default; 0.7 read commas too).
+    * Multi-f0: one ``time<TAB>f1<TAB>f2...`` line per frame (a frame with no f0 is just
+      its time); read back by ``mir_eval.io.load_ragged_time_series``.
+    * Notes (MIDI): from a single-voice f0, runs of voiced frames that stay within
+      +-`tolerance_cents` of the run's median pitch, split where the pitch leaves that
+      band; from multi-f0, runs of consecutive frames holding the same rounded MIDI pitch.
+      Notes shorter than `min_duration` (50 ms) are dropped. A note lasts from its first
+      frame's time to its last frame's time plus one frame period.
+    * Drums (MIDI): General-MIDI percussion (channel 10): kick 36, snare 38, closed hi-hat
+      42, open hi-hat 46, tom 45, crash/cymbal 49, ride 51; 50 ms notes, velocity 100.
+    * Beats and downbeats: one time in s per line (``mir_eval.io.load_events``); in JAMS,
+      each beat's value is its position in the bar (1 = downbeat), null before the first
+      downbeat.
+    * Tags: JSON ``{"top": [{"tag", "score"}, ...], "scores": {tag: score}}``.
+    * Stems: ``<source>.wav``, 32-bit float, at the input's rate and channel count.
+    * JAMS (jams 0.3.5 namespaces): ``pitch_contour`` for f0 (index 0; unvoiced frames
+      have frequency 0 and voiced false) and for multi-f0 (index = rank of the f0 in its
+      frame, lowest first), ``note_hz`` for note events, ``onset`` for drums (value = class
+      name), ``beat`` for beats, ``tag_open`` for tags (confidence = score). Each
+      annotation's ``sandbox.task`` names the task that produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from bisect import insort
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mir.audio import atomic_write, write_wav
+
+GM_DRUMS: dict[str, int] = {
+    "kick": 36,
+    "bass_drum": 36,
+    "snare": 38,
+    "hihat": 42,
+    "closed_hihat": 42,
+    "hihat_closed": 42,
+    "open_hihat": 46,
+    "hihat_open": 46,
+    "tom": 45,
+    "toms": 45,
+    "crash": 49,
+    "cymbal": 49,
+    "ride": 51,
+}
+"""Drum class name -> General-MIDI percussion key (channel 10)."""
+
+DRUM_NOTE_SECONDS = 0.05
+"""Length of a drum MIDI note, in s (percussion ignores note-offs; some tools need one)."""
+
+Note = tuple[float, float, float]
+"""(onset s, offset s, pitch Hz)."""
+
+
+def _write_text(path: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _frame_period(times: np.ndarray) -> float:
+    return float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+
+
+def hz_to_midi(hz: np.ndarray | float) -> np.ndarray:
+    """Frequency in Hz -> fractional MIDI pitch (A4 = 440 Hz = 69)."""
+    return 69.0 + 12.0 * np.log2(np.asarray(hz, dtype=np.float64) / 440.0)
+
+
+# -- time series ---------------------------------------------------------------------------
+def write_f0(path: str | os.PathLike[str], times: np.ndarray, f0: np.ndarray) -> Path:
+    """Write a single-voice f0 series as two-column CSV (time s, f0 Hz; 0 = unvoiced).
+
+    Read it back with ``mir_eval.io.load_time_series(path, delimiter=",")``.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    f0 = np.asarray(f0, dtype=np.float64)
+    if times.shape != f0.shape:
+        raise ValueError(f"times {times.shape} and f0 {f0.shape} differ in shape")
+    text = "".join(f"{t:.6f},{f:.5f}\n" for t, f in zip(times, f0, strict=True))
+    return _write_text(path, text)
+
+
+def write_multif0(
+    path: str | os.PathLike[str], times: np.ndarray, freqs: Sequence[np.ndarray]
+) -> Path:
+    """Write multi-f0 as ``time<TAB>f1<TAB>f2...`` lines (one per frame, Hz ascending)."""
+    if len(times) != len(freqs):
+        raise ValueError(f"{len(times)} times but {len(freqs)} frames of f0s")
+    lines = []
+    for t, fs in zip(times, freqs, strict=True):
+        cols = [f"{float(t):.6f}"] + [f"{float(f):.5f}" for f in np.sort(np.asarray(fs))]
+        lines.append("\t".join(cols) + "\n")
+    return _write_text(path, "".join(lines))
+
+
+def write_beats(path: str | os.PathLike[str], times: np.ndarray) -> Path:
+    """Write event times (beats), one time in s per line."""
+    return _write_text(path, "".join(f"{float(t):.6f}\n" for t in np.asarray(times).ravel()))
+
+
+def write_tags(
+    path: str | os.PathLike[str], tags: Sequence[str], scores: np.ndarray, top_k: int = 5
+) -> Path:
+    """Write tag scores as JSON: the `top_k` best tags with scores, and every tag's score."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(tags) != len(scores):
+        raise ValueError(f"{len(tags)} tags but {len(scores)} scores")
+    order = np.argsort(-scores, kind="stable")[: max(0, int(top_k))]
+    data = {
+        "top": [{"tag": tags[i], "score": float(scores[i])} for i in order],
+        "scores": {t: float(s) for t, s in zip(tags, scores, strict=True)},
+    }
+    return _write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_stems(
+    folder: str | os.PathLike[str], sources: Sequence[str], stems: np.ndarray, sr: int
+) -> list[Path]:
+    """Write each source as ``<folder>/<source>.wav``.
+
+    Args:
+        sources: source names, in the order of `stems`.
+        stems: (S, N) mono or (S, C, N) multichannel waveforms.
+        sr: sample rate in Hz.
+    """
+    stems = np.asarray(stems, dtype=np.float32)
+    if stems.shape[0] != len(sources):
+        raise ValueError(f"{len(sources)} sources but {stems.shape[0]} stems")
+    folder = Path(folder)
+    return [write_wav(folder / f"{s}.wav", x, sr) for s, x in zip(sources, stems, strict=True)]
+
+
+# -- note segmentation ----------------------------------------------------------------------
+def f0_to_notes(
+    times: np.ndarray,
+    f0: np.ndarray,
+    min_duration: float = 0.05,
+    tolerance_cents: float = 50.0,
+) -> list[Note]:
+    """Segment a single-voice f0 series into notes.
+
+    A note is a run of voiced frames whose pitches stay within +-`tolerance_cents` of the
+    run's running median; a frame outside that band, or an unvoiced frame, ends it.
+
+    Args:
+        times: (T,) frame times in s, evenly spaced.
+        f0: (T,) f0 in Hz, 0 (or negative) = unvoiced.
+        min_duration: shortest note kept, in s.
+        tolerance_cents: allowed deviation from the note's median pitch, in cents.
+
+    Returns:
+        Notes as (onset s, offset s, median pitch Hz), in time order.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    f0 = np.asarray(f0, dtype=np.float64)
+    period = _frame_period(times)
+    tol = tolerance_cents / 100.0  # semitones
+    notes: list[Note] = []
+    run: list[int] = []  # frame indices of the current note
+    sorted_pitch: list[float] = []  # its pitches (MIDI), kept sorted for the median
+
+    def close() -> None:
+        if not run:
+            return
+        onset, offset = times[run[0]], times[run[-1]] + period
+        if offset - onset >= min_duration - 1e-9:
+            notes.append((float(onset), float(offset), float(np.median(f0[run]))))
+        run.clear()
+        sorted_pitch.clear()
+
+    for i, hz in enumerate(f0):
+        if hz <= 0:
+            close()
+            continue
+        pitch = float(hz_to_midi(hz))
+        if run:
+            k = len(sorted_pitch)
+            median = 0.5 * (sorted_pitch[(k - 1) // 2] + sorted_pitch[k // 2])
+            if abs(pitch - median) > tol:
+                close()
+        run.append(i)
+        insort(sorted_pitch, pitch)
+    close()
+    return notes
+
+
+def multif0_to_notes(
+    times: np.ndarray, freqs: Sequence[np.ndarray], min_duration: float = 0.05
+) -> list[Note]:
+    """Segment multi-f0 into notes: runs of consecutive frames with the same MIDI pitch.
+
+    Args:
+        times: (T,) frame times in s, evenly spaced.
+        freqs: T arrays of active f0s in Hz.
+        min_duration: shortest note kept, in s.
+
+    Returns:
+        Notes as (onset s, offset s, median Hz of the run), sorted by onset then pitch.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    period = _frame_period(times)
+    active: dict[int, tuple[int, list[float]]] = {}  # MIDI pitch -> (first frame, Hz values)
+    notes: list[Note] = []
+
+    def close(pitch: int, last: int) -> None:
+        first, hz = active.pop(pitch)
+        onset, offset = times[first], times[last] + period
+        if offset - onset >= min_duration - 1e-9:
+            notes.append((float(onset), float(offset), float(np.median(hz))))
+
+    for i, fs in enumerate(freqs):
+        fs = np.asarray(fs, dtype=np.float64)
+        fs = fs[fs > 0]
+        here: dict[int, float] = {}
+        for hz, p in zip(fs, np.rint(hz_to_midi(fs)).astype(int), strict=True):
+            here.setdefault(int(p), float(hz))
+        for p in [p for p in active if p not in here]:
+            close(p, i - 1)
+        for p, hz in here.items():
+            if p in active:
+                active[p][1].append(hz)
+            else:
+                active[p] = (i, [hz])
+    for p in list(active):
+        close(p, len(times) - 1)
+    notes.sort(key=lambda n: (n[0], n[2]))
+    return notes
+
+
+# -- MIDI -----------------------------------------------------------------------------------
+def _write_midi(path: str | os.PathLike[str], instruments: list[Any]) -> Path:
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(resolution=960, initial_tempo=120.0)  # ~0.5 ms ticks
+    pm.instruments.extend(instruments)
+    return atomic_write(path, lambda tmp: pm.write(tmp))
+
+
+def write_notes_midi(
+    path: str | os.PathLike[str], notes: Sequence[Note], program: int = 0, name: str = ""
+) -> Path:
+    """Write notes (onset s, offset s, Hz) as a one-track MIDI file, pitches rounded."""
+    import pretty_midi
+
+    inst = pretty_midi.Instrument(program=int(program), name=name)
+    for onset, offset, hz in notes:
+        pitch = int(np.clip(np.rint(hz_to_midi(hz)), 0, 127))
+        inst.notes.append(pretty_midi.Note(100, pitch, float(onset), float(offset)))
+    return _write_midi(path, [inst])
+
+
+def write_drums_midi(
+    path: str | os.PathLike[str], classes: Sequence[str], onsets: Sequence[np.ndarray]
+) -> tuple[Path, list[str]]:
+    """Write drum onsets as General-MIDI percussion (channel 10).
+
+    Args:
+        classes: drum class names, mapped with `GM_DRUMS` (case-insensitive).
+        onsets: onset times in s, one array per class.
+
+    Returns:
+        The path, and the classes that have no General-MIDI key (left out of the file).
+    """
+    import pretty_midi
+
+    inst = pretty_midi.Instrument(program=0, is_drum=True, name="drums")
+    unmapped = []
+    for cls, times in zip(classes, onsets, strict=True):
+        key = GM_DRUMS.get(cls.lower().replace("-", "_").replace(" ", "_"))
+        if key is None:
+            unmapped.append(cls)
+            continue
+        for t in np.asarray(times, dtype=np.float64):
+            inst.notes.append(pretty_midi.Note(100, key, float(t), float(t) + DRUM_NOTE_SECONDS))
+    inst.notes.sort(key=lambda n: (n.start, n.pitch))
+    return _write_midi(path, [inst]), unmapped
+
+
+# -- JAMS -----------------------------------------------------------------------------------
+def _annotation(namespace: str, task: str, duration: float) -> Any:
+    import jams
+
+    ann = jams.Annotation(namespace=namespace, time=0.0, duration=float(duration))
+    ann.annotation_metadata = jams.AnnotationMetadata(
+        data_source="mir.predict", annotation_tools="mir"
+    )
+    ann.sandbox.update(task=task)
+    return ann
+
+
+def f0_annotation(task: str, times: np.ndarray, f0: np.ndarray, duration: float) -> Any:
+    """A ``pitch_contour`` annotation of a single-voice f0 series (one contour, index 0)."""
+    ann = _annotation("pitch_contour", task, duration)
+    for t, hz in zip(np.asarray(times, float), np.asarray(f0, float), strict=True):
+        voiced = bool(hz > 0)
+        ann.append(
+            time=float(t),
+            duration=0.0,
+            value={"index": 0, "frequency": float(hz) if voiced else 0.0, "voiced": voiced},
+        )
+    return ann
+
+
+def multif0_annotation(
+    task: str, times: np.ndarray, freqs: Sequence[np.ndarray], duration: float
+) -> Any:
+    """A ``pitch_contour`` annotation of multi-f0: index = rank of the f0 in its frame."""
+    ann = _annotation("pitch_contour", task, duration)
+    for t, fs in zip(np.asarray(times, float), freqs, strict=True):
+        for k, hz in enumerate(np.sort(np.asarray(fs, float))):
+            ann.append(
+                time=float(t),
+                duration=0.0,
+                value={"index": k, "frequency": float(hz), "voiced": True},
+            )
+    return ann
+
+
+def notes_annotation(task: str, notes: Sequence[Note], duration: float) -> Any:
+    """A ``note_hz`` annotation of note events."""
+    ann = _annotation("note_hz", task, duration)
+    for onset, offset, hz in notes:
+        ann.append(time=onset, duration=offset - onset, value=float(hz))
+    return ann
+
+
+def onsets_annotation(
+    task: str, classes: Sequence[str], onsets: Sequence[np.ndarray], duration: float
+) -> Any:
+    """An ``onset`` annotation of drum onsets; each observation's value is its class."""
+    ann = _annotation("onset", task, duration)
+    events = sorted(
+        (float(t), cls) for cls, times in zip(classes, onsets, strict=True) for t in times
+    )
+    for t, cls in events:
+        ann.append(time=t, duration=0.0, value=cls)
+    return ann
+
+
+def beat_positions(beats: np.ndarray, downbeats: np.ndarray | None) -> list[int | None]:
+    """Metrical position of each beat: 1 at a downbeat (within 1 ms), counting up after
+    it; None before the first downbeat or when there are no downbeats."""
+    down = np.asarray(downbeats if downbeats is not None else [], dtype=np.float64)
+    out: list[int | None] = []
+    pos: int | None = None
+    for t in np.asarray(beats, dtype=np.float64):
+        if len(down) and np.min(np.abs(down - t)) <= 1e-3:
+            pos = 1
+        elif pos is not None:
+            pos += 1
+        out.append(pos)
+    return out
+
+
+def beats_annotation(
+    task: str, times: np.ndarray, duration: float, downbeats: np.ndarray | None = None
+) -> Any:
+    """A ``beat`` annotation; values are metrical positions (1 = downbeat) when known."""
+    ann = _annotation("beat", task, duration)
+    times = np.asarray(times, float).ravel()
+    for t, pos in zip(times, beat_positions(times, downbeats), strict=True):
+        ann.append(time=float(t), duration=0.0, value=pos)
+    return ann
+
+
+def tags_annotation(task: str, tags: Sequence[str], scores: np.ndarray, duration: float) -> Any:
+    """A ``tag_open`` annotation over the whole track: every tag, confidence = score."""
+    ann = _annotation("tag_open", task, duration)
+    for tag, s in zip(tags, np.asarray(scores, float), strict=True):
+        ann.append(time=0.0, duration=float(duration), value=str(tag), confidence=float(s))
+    return ann
+
+
+def write_jams(
+    path: str | os.PathLike[str],
+    annotations: Sequence[Any],
+    duration: float,
+    title: str = "",
+    sandbox: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write annotations to one JAMS file.
+
+    jams validates every observation against its namespace's schema, which takes minutes
+    for a long track's frame-wise f0; the schema is checked here on the first
+    `_VALIDATE_OBSERVATIONS` observations of each annotation, and the file written as
+    ``jams.JAMS.save`` writes it.
+
+    Raises:
+        jams.SchemaError: an annotation does not fit its namespace.
+    """
+    import jams
+
+    def build(anns: Sequence[Any]) -> Any:
+        jam = jams.JAMS()
+        jam.file_metadata.duration = float(duration)
+        jam.file_metadata.title = title
+        if sandbox:
+            jam.sandbox.update(**dict(sandbox))
+        jam.annotations.extend(anns)
+        return jam
+
+    build([_head(a, _VALIDATE_OBSERVATIONS) for a in annotations]).validate(strict=True)
+    text = json.dumps(build(annotations).__json__, indent=2)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), suffix=".jams")
+
+
+_VALIDATE_OBSERVATIONS = 32
+
+
+def _head(ann: Any, n: int) -> Any:
+    """A copy of `ann` with only its first `n` observations (for a quick schema check)."""
+    import jams
+
+    short = jams.Annotation(
+        namespace=ann.namespace,
+        time=ann.time,
+        duration=ann.duration,
+        annotation_metadata=ann.annotation_metadata,
+        sandbox=ann.sandbox,
+    )
+    for obs in list(ann.data)[:n]:
+        short.append(
+            time=obs.time, duration=obs.duration, value=obs.value, confidence=obs.confidence
+        )
+    return short

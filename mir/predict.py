@@ -1,0 +1,429 @@
+"""Analyse audio files with a trained model.
+
+Usage:
+    python -m mir.predict ckpt=<path> input=<file or folder> output=<folder>
+        [overwrite=false] [device=cpu] [top_k=5] [min_note=0.05]
+
+Arguments (``key=value``, as for ``mir.train``):
+    ckpt: checkpoint written by ``mir.train`` (``.../checkpoints/last.ckpt``).
+    input: an audio file, or a folder searched recursively for wav, flac, mp3, ogg, aiff.
+    output: folder receiving one sub-folder per input file.
+    overwrite: redo inputs that already have a ``DONE`` marker (default: skip them).
+    device: torch device for inference (``cpu``, ``cuda``, ``cuda:1``...).
+    top_k: tags listed in ``<task>.json``'s ``top``.
+    min_note: shortest MIDI note kept, in s.
+
+Output layout, for an input ``<input>/<dir>/<name>.<ext>``:
+    <output>/<dir>/<name>/
+        <source>.wav        separation: one per source, the input's rate, length and
+                            channels (each channel masked with the mono model's masks)
+        <task>.csv          melody/bass/vocal: ``time,f0`` rows (0 Hz = unvoiced)
+        <task>.mid          melody/bass/vocal/multif0: note events
+        multif0.csv         multi-f0: ``time<TAB>f1<TAB>f2...`` lines
+        drums.mid           drum onsets, General-MIDI percussion
+        <task>.beats.txt    beats: one time per line (and <task>.downbeats.txt)
+        tagging.json        tags: top-k and all scores
+        <name>.jams         every annotation above in one JAMS file
+        DONE                written last; its presence means the folder is complete
+
+Any sample rate or channel count is accepted: the model hears the mono downmix
+resampled to its own rate. Unreadable files are reported on one line each and skipped;
+the exit status is 1 when any file failed, 2 when the command itself is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mir.errors import ConfigError, MirError
+
+log = logging.getLogger("mir.predict")
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
+DONE = "DONE"
+
+DEFAULTS: dict[str, Any] = {
+    "ckpt": None,
+    "input": None,
+    "output": None,
+    "overwrite": False,
+    "device": "cpu",
+    "top_k": 5,
+    "min_note": 0.05,
+}
+
+
+# -- command line ---------------------------------------------------------------------------
+def parse_key_values(
+    argv: Sequence[str], defaults: Mapping[str, Any], passthrough: Sequence[str] = ()
+) -> tuple[dict[str, Any], list[str]]:
+    """Parse ``key=value`` arguments (values read as YAML scalars: true, 3, null...).
+
+    Args:
+        argv: the arguments.
+        defaults: accepted keys and their default values.
+        passthrough: key prefixes (``data.``) returned untouched as raw overrides.
+
+    Returns:
+        The settings, and the pass-through arguments in order.
+
+    Raises:
+        ConfigError: an argument is not ``key=value`` or names an unknown key.
+    """
+    from omegaconf import OmegaConf
+
+    out = dict(defaults)
+    raw: list[str] = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"argument {arg!r} is not key=value")
+        if any(key.startswith(p) for p in passthrough):
+            raw.append(arg)
+            continue
+        if key not in defaults:
+            raise ConfigError(f"unknown argument {key!r}; expected one of {', '.join(defaults)}")
+        try:
+            out[key] = OmegaConf.from_dotlist([f"v={value}"]).v
+        except Exception:
+            out[key] = value
+    return out, raw
+
+
+def wants_help(argv: Sequence[str]) -> bool:
+    return any(a in ("-h", "--help", "help") for a in argv)
+
+
+def as_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{key}={value!r} must be true or false")
+
+
+# -- inputs ---------------------------------------------------------------------------------
+def find_inputs(path: Path, exclude: Path | None = None) -> list[tuple[Path, str]]:
+    """Audio files at `path` and their output names (relative path without extension).
+
+    A folder is searched recursively (files under `exclude`, the output folder, are left
+    out); two files that differ only in extension keep their extension in the name.
+
+    Raises:
+        ConfigError: `path` does not exist or holds no audio file.
+    """
+    if not path.exists():
+        raise ConfigError(f"input {path} does not exist")
+    if path.is_file():
+        return [(path, path.stem)]
+    ex = exclude.resolve() if exclude is not None else None
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.suffix.lower() in AUDIO_EXTENSIONS
+        and p.is_file()
+        and not (ex is not None and p.resolve().is_relative_to(ex))
+    )
+    if not files:
+        raise ConfigError(
+            f"no audio files ({', '.join(e[1:] for e in AUDIO_EXTENSIONS)}) under {path}"
+        )
+    rel = [p.relative_to(path).with_suffix("").as_posix() for p in files]
+    dup = {r for r in rel if rel.count(r) > 1}
+    names = [f"{r}_{p.suffix[1:]}" if r in dup else r for p, r in zip(files, rel, strict=True)]
+    return list(zip(files, names, strict=True))
+
+
+# -- per-task writers -----------------------------------------------------------------------
+@dataclass
+class FileContext:
+    """What the writers need to know about one input file."""
+
+    out_dir: Path
+    duration: float  # s
+    sr_in: int  # the file's sample rate, Hz
+    channels: np.ndarray  # (C, N') the file's channels at the model's rate
+    n_in: int  # the file's length in samples at sr_in
+    raw: Mapping[str, np.ndarray]  # task -> undecoded full-track output
+    top_k: int
+    min_note: float
+
+
+def separate_channels(task: Any, masks: np.ndarray, channels: np.ndarray) -> np.ndarray:
+    """Apply one set of (S, F', T) masks to each channel's STFT.
+
+    The model sees the mono downmix; each channel of a multichannel input is masked with
+    the same masks and inverted with its own phase, so the stems keep the input's image
+    and the sources sum to each channel wherever the masks sum to one.
+
+    Args:
+        task: the separation task (its front end provides `stft`/`istft`).
+        masks: (S, F', T) masks on the front end's STFT grid.
+        channels: (C, N) audio at the front end's rate.
+
+    Returns:
+        (S, C, N) float32 waveforms.
+    """
+    import torch
+
+    fe = task.fe
+    dev = next((b.device for b in fe.buffers()), torch.device("cpu"))
+    m = torch.from_numpy(np.ascontiguousarray(masks)).float().to(dev)  # (S, F', T)
+    n = channels.shape[-1]
+    out = np.zeros((m.shape[0], channels.shape[0], n), dtype=np.float32)
+    with torch.no_grad():
+        for c, x in enumerate(channels):  # one channel at a time: bounded memory
+            spec = fe.stft(torch.from_numpy(np.ascontiguousarray(x))[None].to(dev))  # (1, F', T)
+            for s in range(m.shape[0]):
+                out[s, c] = fe.istft(m[s : s + 1] * spec, length=n)[0].cpu().numpy()
+    return out
+
+
+def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
+    if x.shape[-1] >= n:
+        return x[..., :n]
+    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
+
+
+def write_separation(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
+    from mir.audio import resample
+    from mir.outputs import write_stems
+
+    stems = separate_channels(task, ctx.raw[name], ctx.channels)  # (S, C, N')
+    sr_model = task.fe.sr
+    if ctx.sr_in != sr_model:
+        stems = np.stack([resample(s, sr_model, ctx.sr_in) for s in stems])
+    stems = _fit_length(stems, ctx.n_in)
+    if stems.shape[1] == 1:
+        stems = stems[:, 0]  # (S, N): a mono input gives mono stems
+    write_stems(ctx.out_dir, task.sources, stems, ctx.sr_in)
+    return []
+
+
+def write_single_f0(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
+    from mir import outputs
+
+    times, f0 = estimate
+    notes = outputs.f0_to_notes(times, f0, min_duration=ctx.min_note)
+    outputs.write_f0(ctx.out_dir / f"{name}.csv", times, f0)
+    outputs.write_notes_midi(ctx.out_dir / f"{name}.mid", notes, name=name)
+    return [
+        outputs.f0_annotation(name, times, f0, ctx.duration),
+        outputs.notes_annotation(name, notes, ctx.duration),
+    ]
+
+
+def write_multif0(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
+    from mir import outputs
+
+    times, freqs = estimate
+    notes = outputs.multif0_to_notes(times, freqs, min_duration=ctx.min_note)
+    outputs.write_multif0(ctx.out_dir / f"{name}.csv", times, freqs)
+    outputs.write_notes_midi(ctx.out_dir / f"{name}.mid", notes, name=name)
+    return [
+        outputs.multif0_annotation(name, times, freqs, ctx.duration),
+        outputs.notes_annotation(name, notes, ctx.duration),
+    ]
+
+
+def write_drums(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
+    from mir import outputs
+
+    _, unmapped = outputs.write_drums_midi(ctx.out_dir / f"{name}.mid", task.classes, estimate)
+    if unmapped:
+        log.warning("%s: no General-MIDI key for %s; left out of the MIDI file", name, unmapped)
+    return [outputs.onsets_annotation(name, task.classes, estimate, ctx.duration)]
+
+
+def write_beats(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
+    from mir import outputs
+
+    beats, downbeats = estimate  # BeatEstimate(beats, downbeats), times in s
+    outputs.write_beats(ctx.out_dir / f"{name}.beats.txt", beats)
+    outputs.write_beats(ctx.out_dir / f"{name}.downbeats.txt", downbeats)
+    return [outputs.beats_annotation(name, beats, ctx.duration, downbeats)]
+
+
+def write_tagging(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
+    from mir import outputs
+
+    outputs.write_tags(ctx.out_dir / f"{name}.json", task.tags, estimate, top_k=ctx.top_k)
+    return [outputs.tags_annotation(name, task.tags, estimate, ctx.duration)]
+
+
+Writer = Callable[[FileContext, str, Any, Any], list[Any]]
+
+
+def writers() -> dict[type, Writer]:
+    """Task class -> writer of its estimate (files, and JAMS annotations returned)."""
+    from mir.tasks.beats import BeatsTask
+    from mir.tasks.drums import DrumsTask
+    from mir.tasks.salience import MultiF0Task, SingleF0Task
+    from mir.tasks.separation import SeparationTask
+    from mir.tasks.tagging import TaggingTask
+
+    return {
+        SeparationTask: write_separation,
+        SingleF0Task: write_single_f0,
+        MultiF0Task: write_multif0,
+        DrumsTask: write_drums,
+        BeatsTask: write_beats,
+        TaggingTask: write_tagging,
+    }
+
+
+def writer_for(task: Any) -> Writer | None:
+    table = writers()
+    if type(task) in table:
+        return table[type(task)]
+    return next((w for cls, w in table.items() if isinstance(task, cls)), None)
+
+
+# -- one file -------------------------------------------------------------------------------
+def predict_file(
+    module: Any,
+    path: Path,
+    out_dir: Path,
+    top_k: int = 5,
+    min_note: float = 0.05,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run every head on one audio file and write all outputs to `out_dir`, DONE last.
+
+    Returns:
+        Task -> decoded estimate (what `MirModule.predict_track` returns for the file's
+        mono downmix at the model's rate).
+
+    Raises:
+        AudioError: the file cannot be read.
+    """
+    from mir.audio import audio_info, load_audio, resample
+    from mir.data.track import Track
+    from mir.inference import infer_track
+    from mir.outputs import write_jams
+
+    fe = module.model.frontend
+    info = audio_info(path)
+    sr_in = int(info.samplerate)
+    native = load_audio(path, sr=sr_in, mono=False)  # (C, N)
+    n_in = native.shape[-1]
+    mono = load_audio(path, sr=fe.sr)  # (N',), exactly what the datasets feed the model
+    channels = resample(native, sr_in, fe.sr) if native.shape[0] > 1 else mono[None]
+    channels = _fit_length(channels, len(mono))  # (C, N')
+
+    done = out_dir / DONE
+    done.unlink(missing_ok=True)  # an interrupted overwrite must not look finished
+    track = Track(name=path.stem, audio=mono, sr=fe.sr)
+    # What `MirModule.predict_track` does, keeping the raw outputs: stereo stems need masks.
+    kinds = {name: task.output_kind for name, task in module.tasks.items()}
+    raw = infer_track(module.model, mono, kinds, module.chunk_seconds, module.margin_seconds)
+    estimates = {name: task.decode(raw[name], track) for name, task in module.tasks.items()}
+
+    ctx = FileContext(out_dir, n_in / sr_in, sr_in, channels, n_in, raw, top_k, min_note)
+    annotations = []
+    for name, task in module.tasks.items():
+        write = writer_for(task)
+        if write is None:
+            log.warning("no writer for task %s (%s); not saved", name, type(task).__name__)
+            continue
+        annotations += write(ctx, name, task, estimates[name])
+    sandbox = {"mir": {"input": str(path), "tasks": list(module.tasks), **dict(meta or {})}}
+    write_jams(out_dir / f"{path.stem}.jams", annotations, ctx.duration, path.stem, sandbox)
+    marker = {"input": str(path), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **(meta or {})}
+    from mir.audio import atomic_write
+
+    text = json.dumps(marker, indent=2) + "\n"
+    atomic_write(done, lambda tmp: Path(tmp).write_text(text))
+    return estimates
+
+
+# -- the command ----------------------------------------------------------------------------
+def run(
+    ckpt: str,
+    input: str,
+    output: str,
+    overwrite: bool = False,
+    device: str = "cpu",
+    top_k: int = 5,
+    min_note: float = 0.05,
+) -> tuple[int, int, int]:
+    """Predict every input file; returns (files done, skipped as finished, failed)."""
+    from tqdm import tqdm
+
+    from mir.checkpoint import load_module
+
+    if not ckpt:
+        raise ConfigError("no checkpoint given: use ckpt=<path to .ckpt>")
+    if not input:
+        raise ConfigError("no input given: use input=<audio file or folder>")
+    if not output:
+        raise ConfigError("no output folder given: use output=<folder>")
+    out_root = Path(output)
+    files = find_inputs(Path(input), exclude=out_root)
+    module, _ = load_module(ckpt, map_location="cpu")
+    module = to_device(module, device)
+    meta = {"ckpt": str(Path(ckpt).resolve())}
+
+    done = skipped = failed = 0
+    bar = tqdm(files, desc="mir.predict", unit="file", file=sys.stderr, dynamic_ncols=True)
+    for path, name in bar:
+        out_dir = out_root / name
+        if not overwrite and (out_dir / DONE).is_file():
+            skipped += 1
+            continue
+        bar.set_postfix_str(name[-40:], refresh=False)
+        try:
+            predict_file(module, path, out_dir, top_k=top_k, min_note=min_note, meta=meta)
+            done += 1
+        except MirError as exc:
+            failed += 1
+            tqdm.write(f"error: {exc} (skipped)", file=sys.stderr)
+        except Exception as exc:  # one bad file must not stop the batch
+            failed += 1
+            log.debug("failure on %s", path, exc_info=True)
+            tqdm.write(f"error: {path}: {type(exc).__name__}: {exc} (skipped)", file=sys.stderr)
+    bar.close()
+    return done, skipped, failed
+
+
+def to_device(module: Any, device: str) -> Any:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device={device!r} is not a torch device ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but CUDA is not available; use device=cpu")
+    return module.to(dev).eval()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(argv):
+        print(__doc__)
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args, _ = parse_key_values(argv, DEFAULTS)
+        args["overwrite"] = as_bool(args["overwrite"], "overwrite")
+        done, skipped, failed = run(**args)
+    except MirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"mir.predict: {done} done, {skipped} already finished (skipped), {failed} failed",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""`mir.evaluate`: per-track files, mean/median summary, mir_eval keys, baselines."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from mir.evaluate import summarise
+from tests._ckpt import embedded_overrides, trained_ckpt, trained_module  # noqa: F401
+
+EXPECTED_KEYS = {
+    "separation": {"vocals/SDR", "vocals/SIR", "vocals/SAR", "vocals/NSDR", "accompaniment/SDR"},
+    "melody": {"Overall Accuracy", "Raw Pitch Accuracy", "Raw Chroma Accuracy",
+               "Voicing Recall", "Voicing False Alarm"},
+    "multif0": {"Accuracy", "Precision", "Recall"},
+    "drums": {"kick/F-measure", "snare/F-measure", "hihat/F-measure", "mean/F-measure"},
+    "tagging": {"ROC-AUC", "PR-AUC", "P@1"},
+}
+
+
+def test_summarise_mean_median_and_set_level():
+    rows = [{"track": "a", "x": 1.0}, {"track": "b", "x": 2.0}, {"track": "c", "x": 9.0},
+            {"track": "d", "x": math.nan}]
+    out = summarise(rows, {"x": 0.0, "AUC": 0.75})
+    assert out == {"x": {"mean": 4.0, "median": 2.0, "n": 3}, "AUC": {"value": 0.75}}
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained_ckpt, embedded_root, tmp_path_factory):  # noqa: F811
+    from mir.evaluate import run
+
+    out = tmp_path_factory.mktemp("eval")
+    overrides = [*embedded_overrides(embedded_root), "data.max_eval_tracks=3"]
+    result = run(str(trained_ckpt), "embedded", split="train", output=str(out),
+                 data_overrides=overrides)
+    return out, result
+
+
+def test_summary_keys_are_the_tasks_mir_eval_keys(evaluated, trained_module):  # noqa: F811
+    module, _ = trained_module
+    out, result = evaluated
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tracks"] == 3
+    assert set(summary["model"]) == set(module.tasks)
+    for name, keys in EXPECTED_KEYS.items():
+        assert keys <= set(summary["model"][name]), name
+        assert set(summary["baseline"][name]) == set(summary["model"][name])
+    # melody's keys are exactly mir_eval.melody.evaluate's
+    import mir_eval
+
+    t = np.arange(10) * 0.01
+    ref = mir_eval.melody.evaluate(t, np.full(10, 220.0), t, np.full(10, 220.0))
+    assert list(summary["model"]["melody"]) == list(ref)
+
+
+def test_summary_is_mean_and_median_of_per_track_csv(evaluated):
+    out, _ = evaluated
+    values = defaultdict(list)
+    tracks = set()
+    with open(out / "per_track.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            values[row["system"], row["task"], row["metric"]].append(float(row["value"]))
+            tracks.add(row["track"])
+    assert len(tracks) == 3
+    summary = json.loads((out / "summary.json").read_text())
+    per_track = json.loads((out / "per_track.json").read_text())
+    checked = 0
+    for (system, task, metric), vals in values.items():
+        v = np.array(vals)
+        v = v[np.isfinite(v)]
+        stats = summary[system][task][metric]
+        assert stats["n"] == len(v)
+        if len(v):
+            assert stats["mean"] == pytest.approx(v.mean(), rel=1e-9, abs=1e-12)
+            assert stats["median"] == pytest.approx(np.median(v), rel=1e-9, abs=1e-12)
+            checked += 1
+        assert len(per_track[system][task]) == len(vals)
+    assert checked > 40
+    # a set-level metric has a value and no median
+    assert set(summary["model"]["tagging"]["ROC-AUC"]) == {"value"}
+
+
+def test_model_and_baseline_differ_where_baseline_is_trivial(evaluated):
+    _, result = evaluated
+    # the all-unvoiced melody baseline recalls no voiced frame; the model's masks differ
+    assert result["baseline"]["melody"]["Voicing Recall"]["mean"] == 0.0
+    assert result["baseline"]["separation"]["vocals/NSDR"]["mean"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_bad_checkpoint_and_data_are_one_line(trained_ckpt, tmp_path, capsys):  # noqa: F811
+    from mir.evaluate import main
+
+    assert main([f"ckpt={tmp_path / 'missing.ckpt'}", "data=embedded"]) == 2
+    assert main([f"ckpt={trained_ckpt}", "data=no_such_set"]) == 2
+    assert main([f"ckpt={trained_ckpt}", "data=embedded", "split=dev"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in err if line.startswith("error:")]
+    assert len(err) == 3
+    assert "checkpoint file does not exist" in err[0]
+    assert "no such dataset config" in err[1]
+    assert "unknown split" in err[2]

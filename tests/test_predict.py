@@ -1,0 +1,265 @@
+"""`mir.predict` and `mir.outputs`: written files parse back and match the estimates."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mir_eval
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mir import outputs
+from mir.audio import load_audio
+from mir.data.track import Track
+from tests._ckpt import trained_ckpt, trained_module  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- writers and note segmentation (no model) -----------------------------------------------
+def test_f0_to_notes_splits_jumps_and_drops_blips():
+    times = np.arange(100) * 0.01
+    f0 = np.zeros(100)
+    f0[0:30] = 440.0 * 2 ** (20 / 1200 * np.sin(np.arange(30)))  # +-20 cents vibrato: one note
+    f0[30:50] = 494.0  # a whole tone up: a new note, no gap
+    f0[60:63] = 300.0  # 30 ms blip: dropped
+    f0[70:90] = 220.0
+    notes = outputs.f0_to_notes(times, f0, min_duration=0.05)
+    assert [round(outputs.hz_to_midi(n[2]).item()) for n in notes] == [69, 71, 57]
+    np.testing.assert_allclose([n[0] for n in notes], [0.0, 0.30, 0.70], atol=1e-9)
+    np.testing.assert_allclose([n[1] for n in notes], [0.30, 0.50, 0.90], atol=1e-9)
+
+
+def test_multif0_to_notes_per_pitch_runs():
+    times = np.arange(20) * 0.01
+    freqs = [np.array([220.0, 330.0])] * 10 + [np.array([220.0])] * 8 + [np.zeros(0)] * 2
+    notes = outputs.multif0_to_notes(times, freqs, min_duration=0.05)
+    got = [(round(a, 6), round(b, 6), round(outputs.hz_to_midi(h).item())) for a, b, h in notes]
+    assert got == [(0.0, 0.18, 57), (0.0, 0.10, 64)]
+
+
+def test_text_writers_round_trip(tmp_path):
+    times = np.arange(5) * 0.0116
+    f0 = np.array([0.0, 110.0, 110.5, 0.0, 987.654])
+    outputs.write_f0(tmp_path / "f0.csv", times, f0)
+    t, f = mir_eval.io.load_time_series(str(tmp_path / "f0.csv"), delimiter=",")
+    np.testing.assert_allclose(t, times, atol=1e-6)
+    np.testing.assert_allclose(f, f0, atol=1e-4)
+
+    freqs = [np.zeros(0), np.array([330.0, 110.0]), np.array([55.5])]
+    outputs.write_multif0(tmp_path / "m.csv", times[:3], freqs)
+    t, fs = mir_eval.io.load_ragged_time_series(str(tmp_path / "m.csv"))
+    np.testing.assert_allclose(t, times[:3], atol=1e-6)
+    for got, want in zip(fs, freqs, strict=True):
+        np.testing.assert_allclose(got, np.sort(want), atol=1e-4)
+
+    outputs.write_beats(tmp_path / "beats.txt", np.array([0.5, 1.0, 1.5]))
+    np.testing.assert_allclose(mir_eval.io.load_events(str(tmp_path / "beats.txt")), [0.5, 1, 1.5])
+
+
+def test_beats_jams_positions_count_from_downbeats(tmp_path):
+    import jams
+
+    beats = np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    assert outputs.beat_positions(beats, np.array([1.0, 3.0])) == [None, 1, 2, 3, 4, 1]
+    ann = outputs.beats_annotation("beats", beats, 4.0, np.array([1.0, 3.0]))
+    path = outputs.write_jams(tmp_path / "b.jams", [ann], 4.0)
+    back = jams.load(str(path), validate=True).annotations[0]
+    assert [o.value for o in back.data] == [None, 1, 2, 3, 4, 1]
+
+
+def test_drums_midi_uses_general_midi_channel_10(tmp_path):
+    import pretty_midi
+
+    onsets = [np.array([0.1, 0.6]), np.array([0.35]), np.array([0.2]), np.array([0.9])]
+    _, unmapped = outputs.write_drums_midi(
+        tmp_path / "d.mid", ["kick", "snare", "open_hihat", "cowbell"], onsets
+    )
+    assert unmapped == ["cowbell"]
+    pm = pretty_midi.PrettyMIDI(str(tmp_path / "d.mid"))
+    (inst,) = pm.instruments
+    assert inst.is_drum
+    got = sorted((round(n.start, 3), n.pitch) for n in inst.notes)
+    assert got == [(0.1, 36), (0.2, 46), (0.35, 38), (0.6, 36)]
+    import mido
+
+    channels = {m.channel for m in mido.MidiFile(str(tmp_path / "d.mid")) if m.type == "note_on"}
+    assert channels == {9}  # channel 10, counted from 1
+
+
+# -- the command on a real checkpoint -------------------------------------------------------
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """A folder with a stereo 44.1 kHz wav, a mono 22.05 kHz flac in a sub-folder, and a
+    corrupt wav."""
+    root = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    sr = 44100
+    t = np.arange(int(2.3 * sr)) / sr
+    left = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(len(t))
+    right = 0.3 * np.sin(2 * np.pi * 261.6 * t) + 0.01 * rng.standard_normal(len(t))
+    sf.write(root / "stereo.wav", np.stack([left, right], 1).astype(np.float32), sr)
+    (root / "sub").mkdir()
+    sr = 22050
+    t = np.arange(int(1.9 * sr)) / sr
+    tone = 0.2 * (np.sin(2 * np.pi * 196 * t) + np.sin(2 * np.pi * 392 * t))
+    sf.write(root / "sub" / "mono.flac", tone.astype(np.float32), sr)
+    (root / "sub" / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEnot really audio")
+    return root
+
+
+@pytest.fixture(scope="module")
+def predicted(trained_ckpt, inputs, tmp_path_factory):  # noqa: F811
+    from mir.predict import run
+
+    out = tmp_path_factory.mktemp("predicted")
+    counts = run(str(trained_ckpt), str(inputs), str(out))
+    return out, counts
+
+
+def _estimates(module, path: Path) -> dict:
+    fe = module.model.frontend
+    return module.predict_track(Track(name=path.stem, audio=load_audio(path, fe.sr), sr=fe.sr))
+
+
+def test_batch_reports_corrupt_file_and_continues(predicted):
+    out, (done, skipped, failed) = predicted
+    assert (done, skipped, failed) == (2, 0, 1)
+    assert (out / "stereo" / "DONE").is_file()
+    assert (out / "sub" / "mono" / "DONE").is_file()
+    assert not (out / "sub" / "broken" / "DONE").exists()
+
+
+def test_outputs_match_estimates(predicted, inputs, trained_module):  # noqa: F811
+    import jams
+    import pretty_midi
+
+    module, _ = trained_module
+    out, _ = predicted
+    path = inputs / "sub" / "mono.flac"
+    est = _estimates(module, path)
+    folder = out / "sub" / "mono"
+
+    # melody: CSV, notes
+    times, f0 = est["melody"]
+    t, f = mir_eval.io.load_time_series(str(folder / "melody.csv"), delimiter=",")
+    np.testing.assert_allclose(t, times, atol=1e-6)
+    np.testing.assert_allclose(f, f0, atol=1e-4)
+    notes = outputs.f0_to_notes(times, f0)
+    midi = pretty_midi.PrettyMIDI(str(folder / "melody.mid")).instruments[0].notes
+    assert [n.pitch for n in midi] == [round(outputs.hz_to_midi(n[2]).item()) for n in notes]
+    np.testing.assert_allclose([n.start for n in midi], [n[0] for n in notes], atol=1e-3)
+
+    # multi-f0: ragged CSV, notes
+    times, freqs = est["multif0"]
+    t, fs = mir_eval.io.load_ragged_time_series(str(folder / "multif0.csv"))
+    np.testing.assert_allclose(t, times, atol=1e-6)
+    assert len(fs) == len(freqs)
+    for got, want in zip(fs, freqs, strict=True):
+        np.testing.assert_allclose(got, np.sort(want), atol=1e-4)
+    mnotes = outputs.multif0_to_notes(times, freqs)
+    midi = pretty_midi.PrettyMIDI(str(folder / "multif0.mid")).instruments[0].notes
+    assert len(midi) == len(mnotes)
+
+    # drums: GM percussion
+    pm = pretty_midi.PrettyMIDI(str(folder / "drums.mid"))
+    drum_notes = [n for i in pm.instruments for n in i.notes]
+    assert all(i.is_drum for i in pm.instruments)
+    want = sorted(
+        (float(t), outputs.GM_DRUMS[c])
+        for c, ts in zip(module.tasks["drums"].classes, est["drums"], strict=True)
+        for t in ts
+    )
+    got = sorted((n.start, n.pitch) for n in drum_notes)
+    assert [p for _, p in got] == [p for _, p in want]
+    np.testing.assert_allclose([t for t, _ in got], [t for t, _ in want], atol=1e-3)
+
+    # tags
+    tags = json.loads((folder / "tagging.json").read_text())
+    scores = np.array([tags["scores"][t] for t in module.tasks["tagging"].tags])
+    np.testing.assert_allclose(scores, est["tagging"], atol=1e-12)
+    tops = [x["score"] for x in tags["top"]]
+    assert tops == sorted(tops, reverse=True)
+    assert tops[0] == pytest.approx(est["tagging"].max())
+
+    # stems: a mono file at the model's rate gives exactly the separation estimate
+    for i, source in enumerate(module.tasks["separation"].sources):
+        audio, sr = sf.read(folder / f"{source}.wav", dtype="float32")
+        assert sr == 22050
+        assert audio.ndim == 1
+        assert len(audio) == sf.info(path).frames
+        np.testing.assert_allclose(audio, est["separation"][i], atol=1e-5)
+
+    # JAMS: schema-valid, every annotation, the same values
+    jam = jams.load(str(folder / "mono.jams"), validate=True)
+    by_task = {(a.sandbox.task, a.namespace): a for a in jam.annotations}
+    assert set(by_task) == {
+        ("melody", "pitch_contour"),
+        ("melody", "note_hz"),
+        ("multif0", "pitch_contour"),
+        ("multif0", "note_hz"),
+        ("drums", "onset"),
+        ("tagging", "tag_open"),
+    }
+    contour = by_task["melody", "pitch_contour"].data
+    np.testing.assert_allclose([o.value["frequency"] for o in contour], est["melody"][1])
+    assert len(by_task["multif0", "pitch_contour"].data) == sum(len(f) for f in freqs)
+    assert len(by_task["drums", "onset"].data) == sum(len(x) for x in est["drums"])
+    conf = {o.value: o.confidence for o in by_task["tagging", "tag_open"].data}
+    want_tags = dict(zip(module.tasks["tagging"].tags, est["tagging"], strict=True))
+    assert conf == pytest.approx(want_tags)
+
+
+def test_stereo_input_keeps_rate_length_and_channels(predicted, inputs, trained_module):  # noqa: F811
+    module, _ = trained_module
+    out, _ = predicted
+    info = sf.info(inputs / "stereo.wav")
+    for source in module.tasks["separation"].sources:
+        got = sf.info(out / "stereo" / f"{source}.wav")
+        assert (got.samplerate, got.channels, got.frames) == (44100, 2, info.frames)
+    # the f0 track is the downmix's, resampled to the model's rate
+    est = _estimates(module, inputs / "stereo.wav")
+    _, f = mir_eval.io.load_time_series(str(out / "stereo" / "melody.csv"), delimiter=",")
+    np.testing.assert_allclose(f, est["melody"][1], atol=1e-4)
+
+
+def test_rerun_skips_finished_and_overwrite_redoes(predicted, trained_ckpt, inputs, capsys):  # noqa: F811
+    from mir.predict import run
+
+    out, _ = predicted
+    done = out / "stereo" / "DONE"
+    before = done.stat().st_mtime_ns
+    assert run(str(trained_ckpt), str(inputs), str(out)) == (0, 2, 1)
+    assert done.stat().st_mtime_ns == before
+    assert "broken.wav" in capsys.readouterr().err
+    assert run(str(trained_ckpt), str(inputs / "stereo.wav"), str(out), overwrite=True) == (1, 0, 0)
+    assert done.stat().st_mtime_ns != before
+    assert json.loads(done.read_text())["input"].endswith("stereo.wav")
+
+
+def test_cli_missing_checkpoint_is_one_line(inputs, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mir.predict", f"ckpt={tmp_path / 'nope.ckpt'}",
+         f"input={inputs}", f"output={tmp_path / 'out'}"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"error: {tmp_path / 'nope.ckpt'}: checkpoint file does not exist"]
+
+
+def test_cli_rejects_bad_arguments(capsys, tmp_path):
+    from mir.predict import main
+
+    assert main(["ckpt=x.ckpt", "inputs=y"]) == 2
+    assert main(["ckpt"]) == 2
+    assert main([f"ckpt={tmp_path}/x", f"input={tmp_path}/missing", "output=o"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3
+    assert all(line.startswith("error: ") for line in err)
+    assert "unknown argument 'inputs'" in err[0]
+    assert "does not exist" in err[2]
