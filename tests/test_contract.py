@@ -29,6 +29,19 @@ EXPECTED_KEYS = {
     "multif0": {"Accuracy", "Precision", "Recall"},
     "drums": {"kick/F-measure", "snare/F-measure", "hihat/F-measure", "mean/F-measure"},
     "tagging": {"ROC-AUC", "PR-AUC"},
+    "beats": {
+        "F-measure",
+        "Cemgil",
+        "Cemgil Best Metric Level",
+        "Goto",
+        "P-score",
+        "Correct Metric Level Continuous",
+        "Correct Metric Level Total",
+        "Any Metric Level Continuous",
+        "Any Metric Level Total",
+        "Information gain",
+        "downbeat/F-measure",
+    },
 }
 
 

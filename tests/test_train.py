@@ -94,13 +94,14 @@ def test_resume_from_last_checkpoint(compose, tmp_path):
 LEARN = [
     "data.datasets.embedded.n_pieces=14",
     "data.datasets.embedded.max_duration=12.0",
-    "data.crop_seconds=3.0",
+    "data.crop_seconds=2.0",
     "data.batch_size=8",
-    "data.steps_per_epoch=25",
+    "data.steps_per_epoch=20",
     "trainer.max_epochs=4",
     "trainer.enable_progress_bar=false",
     "trainer.check_val_every_n_epoch=4",
     "model.optimizer.lr=0.003",
+    "task.separation.channels=[8,16,32]",
 ]
 
 
