@@ -103,17 +103,28 @@ class MirModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt)}}
 
     # -- full-track evaluation -----------------------------------------------------------
+    def infer(self, track: Track) -> dict[str, np.ndarray]:
+        """Every task's raw full-track output (no batch axis)."""
+        kinds = {name: task.output_kind for name, task in self.tasks.items()}
+        return infer_track(self.model, track.audio, kinds, self.chunk_seconds, self.margin_seconds)
+
     def predict_track(self, track: Track) -> dict[str, Any]:
         """Every task's decoded estimate for one whole track."""
-        kinds = {name: task.output_kind for name, task in self.tasks.items()}
-        outputs = infer_track(
-            self.model, track.audio, kinds, self.chunk_seconds, self.margin_seconds
-        )
+        outputs = self.infer(track)
         return {name: task.decode(outputs[name], track) for name, task in self.tasks.items()}
 
     def _eval_step(self, stage: str, batch: list[Track]) -> None:
+        # Tasks that tune decoding on validation keep raw outputs (float16) until the
+        # epoch ends; the others are decoded at once.
         for track in batch:
-            self._eval.setdefault(stage, []).append((track, self.predict_track(track)))
+            outputs = self.infer(track)
+            item: dict[str, Any] = {}
+            for name, task in self.tasks.items():
+                if stage == "val" and task.tunes:
+                    item[name] = outputs[name].astype(np.float16)
+                else:
+                    item[name] = task.decode(outputs[name], track)
+            self._eval.setdefault(stage, []).append((track, item))
 
     def validation_step(self, batch: list[Track], batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -129,7 +140,12 @@ class MirModule(pl.LightningModule):
         self.results[stage] = {}
         self.per_track[stage] = {}
         for name, task in self.tasks.items():
-            per_track, summary = task.evaluate(tracks, [e[name] for _, e in items])
+            estimates = [e[name] for _, e in items]
+            if stage == "val" and task.tunes:
+                raw = [np.asarray(o, dtype=np.float32) for o in estimates]
+                task.tune(tracks, raw)
+                estimates = [task.decode(o, t) for o, t in zip(raw, tracks, strict=True)]
+            per_track, summary = task.evaluate(tracks, estimates)
             labelled = [t.name for t in tracks if task.has_labels(t)]
             self.per_track[stage][name] = [
                 {"track": n, **s} for n, s in zip(labelled, per_track, strict=False)

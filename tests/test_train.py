@@ -92,40 +92,66 @@ def test_resume_from_last_checkpoint(compose, tmp_path):
 
 
 LEARN = [
-    "data.datasets.embedded.n_pieces=14",
-    "data.datasets.embedded.max_duration=12.0",
+    "data.datasets.embedded.n_pieces=40",
+    "data.datasets.embedded.max_duration=8.0",
     "data.crop_seconds=2.0",
     "data.batch_size=8",
-    "data.steps_per_epoch=20",
-    "trainer.max_epochs=4",
+    "data.steps_per_epoch=30",
+    "trainer.max_epochs=8",
     "trainer.enable_progress_bar=false",
     "trainer.check_val_every_n_epoch=4",
     "model.optimizer.lr=0.003",
     "task.separation.channels=[8,16,32]",
 ]
 
+# The monitored metric of each task, which must beat the trivial baseline.
+CHECKS = {
+    "separation": "vocals/SDR",
+    "melody": "Overall Accuracy",
+    "bass": "Overall Accuracy",
+    "vocal": "Overall Accuracy",
+    "multif0": "Accuracy",
+    "drums": "mean/F-measure",
+    "beats": "F-measure",
+}
+
 
 @pytest.mark.slow
 def test_learning_beats_trivial_baselines(compose, tmp_path):
-    """Joint training of all six heads; every metric beats its trivial baseline on
-    held-out pieces, and the training loss falls."""
+    """Joint training of every head on one trunk: each task's metric beats its trivial
+    baseline on held-out pieces, and the training loss falls.
+
+    Tagging's ROC-AUC is a set-level metric: on the 4 test pieces it is too noisy to
+    judge, so it is measured on all held-out pieces (validation and test, 9 tracks) with
+    the best checkpoint.
+    """
+    from hydra.utils import instantiate
+
+    from mir.checkpoint import load_module
+
+    assert set(CHECKS) | {"tagging"} == set(TASKS), "add the new task's metric to CHECKS"
     cfg = compose([f"task=[{','.join(TASKS)}]", *LEARN], tmp_path)
     result = run(cfg)
     test, base = result["test"], result["test_baseline"]
-    checks = {
-        "separation": "vocals/SDR",
-        "melody": "Overall Accuracy",
-        "bass": "Overall Accuracy",
-        "vocal": "Overall Accuracy",
-        "multif0": "Accuracy",
-        "drums": "mean/F-measure",
-        "tagging": "ROC-AUC",
-    }
-    for task, key in checks.items():
+    for task, key in CHECKS.items():
         model, trivial = test[task][key], base[task][key]
         assert math.isfinite(model), (task, key)
         assert model > trivial, f"{task} {key}: model {model:.3f} <= baseline {trivial:.3f}"
+
+    module, _ = load_module(next((tmp_path / "checkpoints").glob("epoch*.ckpt")))
+    dm = instantiate(cfg.data)
+    dm.bind(module.tasks)
+    held_out = dm.tracks("validation") + dm.tracks("test")
+    tagging = module.tasks["tagging"]
+    _, tag_scores = tagging.evaluate(
+        held_out, [module.predict_track(t)["tagging"] for t in held_out]
+    )
+    assert tag_scores["ROC-AUC"] > 0.5, tag_scores  # prior-only scores give exactly 0.5
+
     metrics = pd.read_csv(next(tmp_path.glob("csv/version_*/metrics.csv")))
     loss = metrics["train/loss"].dropna().to_numpy()
     assert loss[-3:].mean() < loss[:3].mean(), "training loss falls"
-    Path(tmp_path / "learning.json").write_text(json.dumps(result, default=float))
+    result["held_out_tagging"] = tag_scores
+    Path(os.environ.get("MIR_LEARNING_JSON", tmp_path / "learning.json")).write_text(
+        json.dumps(result, default=float, indent=1)
+    )

@@ -31,6 +31,7 @@ class SalienceHead(nn.Module):
         wide_channels: channels of the wide layer (8 in the paper).
         freq_kernel: frequency extent of the wide kernel, in bins (made odd).
         time_kernel: time extent of the wide kernel, in frames (3 in the paper).
+        threshold: initial decoding threshold (stored as a buffer).
     """
 
     uses_trunk = True
@@ -43,8 +44,11 @@ class SalienceHead(nn.Module):
         wide_channels: int = 8,
         freq_kernel: int = 70,
         time_kernel: int = 3,
+        threshold: float = 0.3,
     ) -> None:
         super().__init__()
+        # decoding threshold, tuned on validation by the task; a buffer so it is saved
+        self.register_buffer("threshold", torch.tensor(float(threshold)))
         layers: list[nn.Module] = []
         if hidden > 0:  # hidden = 0: the wide layer reads the trunk directly, as published
             layers.append(conv_bn_relu(in_channels, hidden, (3, 3)))

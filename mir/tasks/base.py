@@ -104,6 +104,16 @@ class Task(ABC):
     def baseline(self, track: Track) -> Any:
         """A trivial estimate (all-unvoiced, no onsets, mixture...) to beat."""
 
+    def tune(self, tracks: list[Track], outputs: list[np.ndarray]) -> None:  # noqa: B027
+        """Adjust decoding parameters on validation outputs (default: nothing to tune).
+
+        Tasks that tune store the result in a buffer of their head, so it is saved in
+        checkpoints and exports with the weights.
+        """
+
+    tunes: bool = False
+    """Whether `tune` does anything (the module keeps raw validation outputs for it)."""
+
     def evaluate(
         self, tracks: list[Track], estimates: list[Any]
     ) -> tuple[list[dict[str, float]], dict[str, float]]:

@@ -10,7 +10,10 @@ Conventions:
       a Gaussian of `sigma_cents`, peak 1.
     * Unvoiced = 0 Hz, as `mir_eval.melody` reads it; multi-f0 frames hold a list of Hz.
     * Decoding: single voice = argmax per frame, voiced where the peak >= `threshold`;
-      multi-f0 = local maxima along frequency >= `threshold` (0.3 in the paper).
+      multi-f0 = local maxima along frequency >= `threshold` (0.3 in the paper). With
+      `tune_threshold`, each validation picks the threshold that maximises the monitored
+      metric on the validation tracks (as the paper tunes it on validation); it is kept in
+      the head's ``threshold`` buffer, so checkpoints and exports carry it.
     * Evaluation: `mir_eval.melody.evaluate` (OA, RPA, RCA, VR, VFA; 50-cent tolerance)
       and `mir_eval.multipitch.evaluate` (Accuracy, Precision, Recall...).
 """
@@ -27,6 +30,8 @@ from mir.models.features import Features
 from mir.models.heads import SalienceHead
 from mir.tasks.base import Task, Window, frame_values, masked_mean
 
+THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
+
 
 class SalienceTask(Task):
     """Common part of the salience tasks: head, Gaussian targets, BCE loss.
@@ -34,7 +39,8 @@ class SalienceTask(Task):
     Args:
         name: head and metric prefix.
         weight: loss weight.
-        threshold: decoding threshold on the sigmoid salience.
+        threshold: decoding threshold on the sigmoid salience (initial value when tuned).
+        tune_threshold: tune the threshold on validation outputs.
         sigma_cents: standard deviation of the target's Gaussian blur along frequency.
         head_channels: channels of the head's 3x3 convolution.
         wide_channels: channels of the head's wide convolution (8 in the paper).
@@ -48,6 +54,7 @@ class SalienceTask(Task):
         name: str,
         weight: float = 1.0,
         threshold: float = 0.3,
+        tune_threshold: bool = True,
         sigma_cents: float = 20.0,
         head_channels: int = 32,
         wide_channels: int = 8,
@@ -55,21 +62,48 @@ class SalienceTask(Task):
         time_kernel: int = 3,
     ) -> None:
         super().__init__(name, weight)
-        self.threshold = float(threshold)
+        self.initial_threshold = float(threshold)
+        self.tunes = bool(tune_threshold)
+        self.head: SalienceHead | None = None
         self.sigma_cents = float(sigma_cents)
         self.head_channels = int(head_channels)
         self.wide_channels = int(wide_channels)
         self.head_octaves = float(head_octaves)
         self.time_kernel = int(time_kernel)
 
+    @property
+    def threshold(self) -> float:
+        """The decoding threshold: the head's (tuned) buffer once the head exists."""
+        if self.head is None:
+            return self.initial_threshold
+        return float(self.head.threshold)
+
+    def tune(self, tracks: list[Track], outputs: list[np.ndarray]) -> None:
+        """Pick the threshold that maximises the mean `monitor` over labelled tracks."""
+        if not self.tunes or self.head is None:
+            return
+        pairs = [(t, o) for t, o in zip(tracks, outputs, strict=True) if self.has_labels(t)]
+        if not pairs:
+            return
+        best, best_score = self.threshold, -np.inf
+        for th in THRESHOLD_GRID:
+            self.head.threshold.fill_(th)
+            _, summary = self.evaluate([t for t, _ in pairs], [self.decode(o, t) for t, o in pairs])
+            score = summary.get(self.monitor, -np.inf)
+            if np.isfinite(score) and score > best_score:
+                best, best_score = th, score
+        self.head.threshold.fill_(best)
+
     def build_head(self, trunk_channels: int) -> nn.Module:
-        return SalienceHead(
+        self.head = SalienceHead(
             trunk_channels,
             hidden=self.head_channels,
             wide_channels=self.wide_channels,
             freq_kernel=max(3, round(self.head_octaves * self.fe.bins_per_octave)),
             time_kernel=self.time_kernel,
+            threshold=self.initial_threshold,
         )
+        return self.head
 
     # -- targets ------------------------------------------------------------------------
     def _voices(self, track: Track, frame_times: np.ndarray) -> list[np.ndarray]:
