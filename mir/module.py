@@ -154,10 +154,13 @@ class MirModule(pl.LightningModule):
             for key, value in summary.items():
                 if np.isfinite(value):
                     self.log(f"{stage}/{name}/{key}", float(value), sync_dist=True)
-        if stage == "val" and self.monitor.split("/", 2)[2] not in self.results["val"].get(
-            next(iter(self.tasks)), {}
-        ):
-            self.log(self.monitor, float("-inf"))
+        if stage == "val":
+            # a monitored metric that is undefined (e.g. ROC-AUC on a validation set where
+            # no tag varies) is logged as -inf so checkpointing never fails on it
+            name = next(iter(self.tasks))
+            value = self.results["val"].get(name, {}).get(self.tasks[name].monitor)
+            if value is None or not np.isfinite(value):
+                self.log(self.monitor, float("-inf"))
 
     def on_validation_epoch_end(self) -> None:
         self._eval_end("val")

@@ -23,10 +23,10 @@ def test_chunked_equals_whole(compose, tmp_path):
     assert whole["melody"].shape == (fe.n_bins, fe.n_frames(n))
     assert whole["separation"].shape[-1] == fe.n_frames(n)
     np.testing.assert_allclose(chunked["melody"], whole["melody"], atol=1e-3)
-    # the U-Net's receptive field is wider than 2 s chunks' margins at the edges of its
-    # pooling grid, so compare away from chunk seams loosely and overall tightly on average
+    # the U-Net pads each chunk to its pooling grid, so masks differ slightly at the seams
     assert np.abs(chunked["separation"] - whole["separation"]).mean() < 1e-2
-    assert chunked["tagging"].shape == whole["tagging"].shape == (len(module.tasks["tagging"].tags),)
+    n_tags = len(module.tasks["tagging"].tags)
+    assert chunked["tagging"].shape == whole["tagging"].shape == (n_tags,)
     with torch.no_grad():
         direct = module.model(torch.from_numpy(audio)[None])[0]["melody"][0].numpy()
     np.testing.assert_allclose(whole["melody"], direct, atol=1e-4)
