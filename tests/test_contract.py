@@ -145,3 +145,24 @@ def test_checkpoint_monitor_is_first_task(compose, tmp_path):
     assert module.monitor == "val/melody/Overall Accuracy"
     assert list(module.tasks) == ["melody", "bass"]
     assert Path(cfg.output_dir) == tmp_path
+
+
+EXPERIMENTS = sorted(
+    p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_config_builds(compose, tmp_path, name):
+    """Every experiment file composes and builds its model with one head per task."""
+    cfg = compose([f"experiment={name}"], tmp_path, small=False)
+    module = instantiate(cfg.model)
+    assert set(module.model.heads) == set(cfg.task)
+    assert module.monitor.startswith(f"val/{next(iter(cfg.task))}/")
+
+
+def test_deep_salience_is_the_published_size(compose, tmp_path):
+    cfg = compose(["experiment=deep_salience"], tmp_path, small=False)
+    module = instantiate(cfg.model)
+    n = sum(p.numel() for p in module.parameters())
+    assert 400_000 < n < 410_000, n  # ~406k in Bittner et al. 2017
