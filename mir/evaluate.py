@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from mir.errors import ConfigError, MirError
+from mir.errors import ConfigError
 
 log = logging.getLogger("mir.evaluate")
 
@@ -274,22 +274,14 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mir.predict import as_bool, parse_key_values, wants_help
+    from mir.predict import as_bool, run_cli
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv):
-        print(__doc__)
-        return 0
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        passthrough = ("data.", "+data.", "~data.")
-        args, overrides = parse_key_values(argv, DEFAULTS, passthrough=passthrough)
+    def body(args: dict[str, Any], overrides: list[str]) -> int:
         args["baselines"] = as_bool(args["baselines"], "baselines")
         run(**args, data_overrides=overrides)
-    except MirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_cli(argv, __doc__, DEFAULTS, body, passthrough=("data.", "+data.", "~data."))
 
 
 if __name__ == "__main__":

@@ -408,32 +408,25 @@ def run(ckpt: str, output: str | None = None, onnx: bool = False):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mir.predict import as_bool, parse_key_values, wants_help
+    from mir.predict import as_bool, run_cli
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv):
-        print(__doc__)
-        return 0
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        args, _ = parse_key_values(argv, DEFAULTS)
+    def body(args: dict[str, Any], _: list[str]) -> int:
         args["onnx"] = as_bool(args["onnx"], "onnx")
         out, onnx_path, reason = run(**args)
-    except MirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"mir.export: TorchScript written to {out} (task order and metadata in {out}.json)")
-    if args["onnx"]:
+        print(f"mir.export: TorchScript written to {out} (task order and metadata in {out}.json)")
+        if not args["onnx"]:
+            return 0
         if onnx_path is not None:
             print(f"mir.export: ONNX written to {onnx_path}")
-        else:
-            print(
-                "mir.export: ONNX export is not supported for this model (the front end uses "
-                f"complex FFTs); no .onnx written. Exporter said: {reason}",
-                file=sys.stderr,
-            )
-            return 3
-    return 0
+            return 0
+        print(
+            "mir.export: ONNX export is not supported for this model (the front end uses "
+            f"complex FFTs); no .onnx written. Exporter said: {reason}",
+            file=sys.stderr,
+        )
+        return 3
+
+    return run_cli(argv, __doc__, DEFAULTS, body)
 
 
 if __name__ == "__main__":

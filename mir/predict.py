@@ -109,6 +109,31 @@ def as_bool(value: Any, key: str) -> bool:
     raise ConfigError(f"{key}={value!r} must be true or false")
 
 
+def run_cli(
+    argv: Sequence[str] | None,
+    doc: str | None,
+    defaults: Mapping[str, Any],
+    body: Callable[[dict[str, Any], list[str]], int],
+    passthrough: Sequence[str] = (),
+) -> int:
+    """The shared entry of the ``key=value`` commands: ``--help`` prints `doc`, arguments
+    are parsed against `defaults`, and a `MirError` becomes one ``error:`` line, exit 2.
+
+    `body(args, passthrough_overrides)` does the work and returns the exit code.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(argv):
+        print(doc)
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args, overrides = parse_key_values(argv, defaults, passthrough=passthrough)
+        return body(args, overrides)
+    except MirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 # -- inputs ---------------------------------------------------------------------------------
 def find_inputs(path: Path, exclude: Path | None = None) -> list[tuple[Path, str]]:
     """Audio files at `path` and their output names (relative path without extension).
@@ -406,23 +431,16 @@ def to_device(module: Any, device: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv):
-        print(__doc__)
-        return 0
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        args, _ = parse_key_values(argv, DEFAULTS)
+    def body(args: dict[str, Any], _: list[str]) -> int:
         args["overwrite"] = as_bool(args["overwrite"], "overwrite")
         done, skipped, failed = run(**args)
-    except MirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"mir.predict: {done} done, {skipped} already finished (skipped), {failed} failed",
-        file=sys.stderr,
-    )
-    return 1 if failed else 0
+        print(
+            f"mir.predict: {done} done, {skipped} already finished (skipped), {failed} failed",
+            file=sys.stderr,
+        )
+        return 1 if failed else 0
+
+    return run_cli(argv, __doc__, DEFAULTS, body)
 
 
 if __name__ == "__main__":
