@@ -4,16 +4,25 @@ After Vogl et al., "Drum Transcription via Joint Beat and Drum Modeling Using
 Convolutional Recurrent Neural Networks" (ISMIR 2017).
 
 Conventions:
-    * Classes in order `classes` (default ``kick``, ``snare``, ``hihat``), read from
-      `Track.onsets`; a track is labelled when `Track.onsets` is not None (a class with
-      no onsets is a real "none played" label).
+    * Classes in order `classes`: a list of `Track.onsets` keys or the name of a set in
+      `CLASS_SETS`: ``3class`` (``kick``, ``snare``, ``hihat``, the default) or ``8class``
+      (``kick``, ``snare``, ``hihat_closed``, ``hihat_open``, ``tom``, ``crash``,
+      ``ride``, ``other``: MDB Drums' subclass groups, `mir.data.mdb_drums.SUBCLASS_TO_8`).
+    * A track is labelled when `Track.onsets` is not None and has at least one of the
+      classes as a key. A key that is present is a label even when empty ("none
+      played"); a class whose key is absent is unknown for that track (e.g. the embedded
+      set has one ``hihat`` class, not open/closed): its target row is -1, its frames get
+      no loss, and its scores are NaN (left out of means), never a faked "none".
     * Targets: 1 at the frame nearest each onset and `widen` at its two neighbours.
     * Decoding: a frame is an onset when its activation is a local maximum within
       +-`peak_frames`, at least `threshold`, and no onset of the class was picked in the
       previous `min_gap` seconds.
     * Evaluation: `mir_eval.onset.evaluate` per class with a `window` tolerance (50 ms
-      by default), keys ``<class>/F-measure`` (and Precision, Recall) and their mean
-      ``mean/F-measure``.
+      by default), keys ``<class>/F-measure`` (and Precision, Recall) and their mean over
+      the known classes ``mean/F-measure``; and for each of `extra_windows` (20 ms by
+      default, the stricter tolerance of later ADT work) the F-measure only, keys
+      ``<class>/F-measure@20ms`` and ``mean/F-measure@20ms``. A class with no reference
+      and no estimated onset scores 1 (mir_eval would return 0 and warn).
 """
 
 from __future__ import annotations
@@ -29,6 +38,20 @@ from mir.data.track import Track
 from mir.models.features import Features
 from mir.models.heads import OnsetCRNN
 from mir.tasks.base import Task, Window, masked_mean
+
+UNKNOWN = -1.0
+"""Target value of a class whose onsets a track does not annotate."""
+
+CLASS_SETS: dict[str, tuple[str, ...]] = {
+    "3class": ("kick", "snare", "hihat"),
+    "8class": ("kick", "snare", "hihat_closed", "hihat_open", "tom", "crash", "ride", "other"),
+}
+"""Named class lists for `DrumsTask(classes=...)`; ``8class`` is MDB Drums' subclass grouping."""
+
+
+def window_suffix(window: float) -> str:
+    """Metric-key suffix of an onset tolerance in s: 0.02 -> ``@20ms``."""
+    return f"@{window * 1000:g}ms"
 
 
 def onset_targets(
@@ -69,9 +92,10 @@ class DrumsTask(Task):
     Args:
         name: head and metric prefix.
         weight: loss weight.
-        classes: drum classes, keys of `Track.onsets`.
+        classes: drum classes, keys of `Track.onsets`, or a name in `CLASS_SETS`.
         threshold: peak-picking threshold (one for all classes, or one per class).
-        window: mir_eval onset tolerance in s.
+        window: mir_eval onset tolerance in s of the main keys (and the monitor).
+        extra_windows: further tolerances in s, scored as ``F-measure@<ms>ms``.
         widen: target value at the frames beside an onset.
         pos_weight: weight of positive frames in the BCE (onsets are rare).
         conv_channels, hidden: head sizes.
@@ -83,21 +107,34 @@ class DrumsTask(Task):
         self,
         name: str = "drums",
         weight: float = 1.0,
-        classes: Sequence[str] = ("kick", "snare", "hihat"),
+        classes: Sequence[str] | str = "3class",
         threshold: float | Sequence[float] = 0.5,
         window: float = 0.05,
+        extra_windows: Sequence[float] = (0.02,),
         widen: float = 0.5,
         pos_weight: float = 5.0,
         conv_channels: int = 32,
         hidden: int = 64,
     ) -> None:
         super().__init__(name, weight)
-        self.classes = tuple(classes)
+        if isinstance(classes, str):
+            if classes not in CLASS_SETS:
+                raise ValueError(
+                    f"{name}: classes must be a list or one of {', '.join(CLASS_SETS)}, "
+                    f"got {classes!r}"
+                )
+            classes = CLASS_SETS[classes]
+        self.classes = tuple(str(c) for c in classes)
+        if not self.classes:
+            raise ValueError(f"{name}: no drum classes")
         th = [threshold] * len(self.classes) if np.isscalar(threshold) else list(threshold)
         if len(th) != len(self.classes):
             raise ValueError(f"{name}: one threshold per class expected, got {len(th)}")
         self.thresholds = [float(t) for t in th]
         self.window = float(window)
+        self.extra_windows = tuple(
+            float(w) for w in extra_windows if abs(float(w) - self.window) > 1e-9
+        )
         self.widen = float(widen)
         self.pos_weight = float(pos_weight)
         self.conv_channels = int(conv_channels)
@@ -109,23 +146,35 @@ class DrumsTask(Task):
         )
 
     def has_labels(self, track: Track) -> bool:
-        return track.onsets is not None
+        return track.onsets is not None and any(c in track.onsets for c in self.classes)
+
+    def known(self, track: Track) -> list[bool]:
+        """Per class, whether `track` annotates it (its key is in `Track.onsets`)."""
+        return [track.onsets is not None and c in track.onsets for c in self.classes]
 
     def _events(self, track: Track) -> list[np.ndarray]:
+        """Reference onsets per class (empty for unknown classes; see `known`)."""
         assert track.onsets is not None
         return [
             np.asarray(track.onsets.get(c, np.zeros(0)), dtype=np.float64) for c in self.classes
         ]
 
     def targets(self, track: Track, window: Window) -> np.ndarray:
+        """(K, T) targets; the rows of classes the track does not annotate are -1."""
         if not self.has_labels(track):
             return np.zeros((len(self.classes), window.n_frames), dtype=np.float32)
-        return onset_targets(self._events(track), self.fe.frames_per_second, window, self.widen)
+        out = onset_targets(self._events(track), self.fe.frames_per_second, window, self.widen)
+        out[~np.asarray(self.known(track))] = UNKNOWN
+        return out
 
     def loss(self, output: Tensor, target: Tensor, mask: Tensor, feats: Features) -> Tensor:
-        weight = 1.0 + (self.pos_weight - 1.0) * (target > 0).to(output.dtype)
-        per = F.binary_cross_entropy_with_logits(output, target, weight=weight, reduction="none")
-        return masked_mean(per.flatten(1).mean(1), mask)
+        """Weighted BCE over known frames; (B, K, T) logits and targets, (B,) mask."""
+        known = (target >= 0).to(output.dtype)
+        y = target.clamp_min(0.0)
+        weight = known * (1.0 + (self.pos_weight - 1.0) * (y > 0).to(output.dtype))
+        per = F.binary_cross_entropy_with_logits(output, y, weight=weight, reduction="none")
+        per_example = per.flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1.0)  # (B,)
+        return masked_mean(per_example, mask)
 
     def decode(self, output: np.ndarray, track: Track) -> list[np.ndarray]:
         act = 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
@@ -133,18 +182,40 @@ class DrumsTask(Task):
         return [pick_peaks(act[k], fps, th) for k, th in enumerate(self.thresholds)]
 
     def evaluate_track(self, track: Track, estimate: list[np.ndarray]) -> dict[str, float]:
+        nan = float("nan")
+        suffixes = [window_suffix(w) for w in self.extra_windows]
         out: dict[str, float] = {}
-        fs = []
-        for cls, ref, est in zip(self.classes, self._events(track), estimate, strict=True):
-            if len(ref) == 0 and len(est) == 0:
-                scores = {"F-measure": 1.0, "Precision": 1.0, "Recall": 1.0}
-            else:
-                scores = mir_eval.onset.evaluate(ref, np.asarray(est), window=self.window)
+        fs: list[float] = []
+        fs_extra: list[list[float]] = [[] for _ in self.extra_windows]
+        for cls, known, ref, est in zip(
+            self.classes, self.known(track), self._events(track), estimate, strict=True
+        ):
+            est = np.asarray(est, dtype=np.float64)
+            if not known:
+                for k in ("F-measure", "Precision", "Recall"):
+                    out[f"{cls}/{k}"] = nan
+                for sfx in suffixes:
+                    out[f"{cls}/F-measure{sfx}"] = nan
+                continue
+            scores = _onset_scores(ref, est, self.window)
             for k, v in scores.items():
                 out[f"{cls}/{k}"] = float(v)
             fs.append(float(scores["F-measure"]))
-        out["mean/F-measure"] = float(np.mean(fs))
+            for i, (w, sfx) in enumerate(zip(self.extra_windows, suffixes, strict=True)):
+                f = float(_onset_scores(ref, est, w)["F-measure"])
+                out[f"{cls}/F-measure{sfx}"] = f
+                fs_extra[i].append(f)
+        out["mean/F-measure"] = float(np.mean(fs)) if fs else nan
+        for sfx, vals in zip(suffixes, fs_extra, strict=True):
+            out[f"mean/F-measure{sfx}"] = float(np.mean(vals)) if vals else nan
         return out
 
     def baseline(self, track: Track) -> list[np.ndarray]:
         return [np.zeros(0) for _ in self.classes]
+
+
+def _onset_scores(ref: np.ndarray, est: np.ndarray, window: float) -> dict[str, float]:
+    """`mir_eval.onset.evaluate`, except that no reference and no estimate scores 1."""
+    if len(ref) == 0 and len(est) == 0:
+        return {"F-measure": 1.0, "Precision": 1.0, "Recall": 1.0}
+    return dict(mir_eval.onset.evaluate(ref, est, window=window))

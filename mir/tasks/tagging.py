@@ -1,7 +1,12 @@
 """Music auto-tagging: track-level multi-label scores.
 
-After Choi et al., "Automatic Tagging Using Deep Convolutional Neural Networks"
-(ISMIR 2016).
+Two heads over the shared trunk (``arch``): ``fcn``, the fully convolutional tagger of
+Choi et al., "Automatic Tagging Using Deep Convolutional Neural Networks" (ISMIR 2016),
+`mir.models.heads.TagCNN`; and ``shortchunk_res``, the short-chunk residual CNN of Won et
+al., "Evaluation of CNN-based Automatic Music Tagging Models" (SMC 2020),
+`mir.models.tagging.ShortChunkResNet`. Both map (B, C, F, T) trunk features to (B, K)
+logits; the experiments ``choi_fcn`` and ``won_shortchunk`` set each paper's excerpt
+length (``data.crop_seconds``) and inference chunk (``model.chunk_seconds``).
 
 Conventions:
     * The vocabulary `tags` fixes the output order; `Track.tags` lists the tags present
@@ -26,7 +31,11 @@ from mir.data.track import Track
 from mir.errors import ConfigError
 from mir.models.features import Features
 from mir.models.heads import TagCNN
+from mir.models.tagging import ShortChunkResNet
 from mir.tasks.base import Task, Window, masked_mean
+
+ARCHS = ("fcn", "shortchunk_res")
+"""Tagging heads: Choi et al.'s FCN, Won et al.'s short-chunk ResNet."""
 
 
 class TaggingTask(Task):
@@ -36,7 +45,11 @@ class TaggingTask(Task):
         name: head and metric prefix.
         weight: loss weight.
         tags: the tag vocabulary.
-        channels: channels of the tagger's convolutional blocks.
+        arch: ``fcn`` (Choi et al. 2016) or ``shortchunk_res`` (Won et al. 2020).
+        channels: channels of the tagger's convolutional (``fcn``) or residual
+            (``shortchunk_res``) blocks.
+        freq_pool: ``shortchunk_res``: frequency max-pool before the first block.
+        dropout: ``shortchunk_res``: dropout before the output layer.
     """
 
     output_kind = "track"
@@ -48,16 +61,28 @@ class TaggingTask(Task):
         tags: Sequence[str],
         name: str = "tagging",
         weight: float = 1.0,
+        arch: str = "fcn",
         channels: Sequence[int] = (32, 64, 64),
+        freq_pool: int = 3,
+        dropout: float = 0.5,
     ) -> None:
         super().__init__(name, weight)
         if not tags:
             raise ConfigError(f"{name}: the data config has no tag vocabulary (data.tags)")
+        if arch not in ARCHS:
+            raise ConfigError(f"{name}: arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+        self.arch = arch
+        self.freq_pool = int(freq_pool)
+        self.dropout = float(dropout)
         self.tags = [str(t) for t in tags]
         self.index = {t: i for i, t in enumerate(self.tags)}
         self.channels = tuple(int(c) for c in channels)
 
     def build_head(self, trunk_channels: int) -> nn.Module:
+        if self.arch == "shortchunk_res":
+            return ShortChunkResNet(
+                trunk_channels, len(self.tags), self.channels, self.freq_pool, self.dropout
+            )
         return TagCNN(trunk_channels, len(self.tags), self.channels)
 
     def has_labels(self, track: Track) -> bool:
