@@ -27,7 +27,13 @@ EXPECTED_KEYS = {
     "bass": {"Overall Accuracy", "Raw Pitch Accuracy"},
     "vocal": {"Overall Accuracy", "Raw Pitch Accuracy"},
     "multif0": {"Accuracy", "Precision", "Recall"},
-    "drums": {"kick/F-measure", "snare/F-measure", "hihat/F-measure", "mean/F-measure"},
+    "drums": {
+        "kick/F-measure",
+        "snare/F-measure",
+        "hihat/F-measure",
+        "mean/F-measure",
+        "mean/F-measure@20ms",
+    },
     "tagging": {"ROC-AUC", "PR-AUC"},
     "beats": {
         "F-measure",

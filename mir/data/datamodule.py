@@ -26,6 +26,13 @@ class CropDataset(TorchDataset):
     Each item is ``{"audio": (N,), "targets": {task: array}, "mask": {task: bool}}``;
     tracks shorter than the excerpt are zero-padded. Excerpts start on frame boundaries
     so frame targets and audio stay aligned. Tracks are drawn in proportion to duration.
+
+    Remixing (``remix_prob`` > 0): with that probability, an excerpt is a new mixture made
+    of stems of different tracks: the first of `remix_stems` from the drawn track, the
+    others from another track (drawn the same way among tracks that have every remix stem,
+    at its own random position), summed. Such an excerpt is a `Track` with those stems
+    only: tasks that read them (separation) get targets, every other task gets zero
+    targets and a False mask, as for any track without its labels.
     """
 
     def __init__(
@@ -37,9 +44,13 @@ class CropDataset(TorchDataset):
         length: int,
         seed: int,
         gain_db: float = 0.0,
+        remix_prob: float = 0.0,
+        remix_stems: Sequence[str] = ("vocals", "accompaniment"),
     ) -> None:
         if not tracks:
             raise DatasetError("training split is empty")
+        if not 0.0 <= remix_prob <= 1.0:
+            raise DatasetError(f"remix_prob={remix_prob} must be in [0, 1]")
         self.tracks = tracks
         self.tasks = tasks
         self.crop_frames = crop_frames
@@ -50,17 +61,51 @@ class CropDataset(TorchDataset):
         self.gain_db = gain_db
         dur = np.array([len(t.audio) for t in tracks], dtype=np.float64)
         self.p = dur / dur.sum()
+        self.remix_stems = tuple(remix_stems)
+        # tracks that have every remix stem (non-silent); remixing needs two of them
+        ok = np.array([_has_stems(t, self.remix_stems) for t in tracks], dtype=bool)
+        self.remix_prob = float(remix_prob) if ok.sum() >= 2 else 0.0
+        if remix_prob > 0 and self.remix_prob == 0:
+            log.warning("remixing is off: fewer than 2 training tracks have %s", remix_stems)
+        self.remix_p = np.where(ok, dur, 0.0) / max(np.where(ok, dur, 0.0).sum(), 1e-9)
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> dict:
-        rng = np.random.default_rng((self.seed, self.epoch, i))
-        track = self.tracks[rng.choice(len(self.tracks), p=self.p)]
+    def _window(self, track: Track, rng: np.random.Generator) -> Window:
         n_samples = (self.crop_frames - 1) * self.hop
         max_start = max(0, (len(track.audio) - n_samples) // self.hop)
         start_frame = int(rng.integers(0, max_start + 1))
-        window = Window(start_frame, self.crop_frames, start_frame * self.hop, n_samples)
+        return Window(start_frame, self.crop_frames, start_frame * self.hop, n_samples)
+
+    def _remix(self, rng: np.random.Generator) -> tuple[Track, Window]:
+        """A track-like excerpt: the first remix stem of one track over the others of another."""
+        a = int(rng.choice(len(self.tracks), p=self.remix_p))
+        p_b = self.remix_p.copy()
+        p_b[a] = 0.0
+        b = int(rng.choice(len(self.tracks), p=p_b / p_b.sum()))
+        n_samples = (self.crop_frames - 1) * self.hop
+        stems = {}
+        for k, name in enumerate(self.remix_stems):
+            src = self.tracks[a if k == 0 else b]
+            w = self._window(src, rng)
+            assert src.stems is not None
+            seg = src.stems[name][w.start_sample : w.start_sample + n_samples]
+            stems[name] = np.zeros(n_samples, dtype=np.float32)
+            stems[name][: len(seg)] = seg
+        mix = np.sum([stems[k] for k in self.remix_stems], axis=0).astype(np.float32)
+        name = f"remix:{self.tracks[a].name}+{self.tracks[b].name}"
+        track = Track(name=name, audio=mix, sr=self.tracks[a].sr, stems=stems)
+        return track, Window(0, self.crop_frames, 0, n_samples)
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        if self.remix_prob > 0 and rng.random() < self.remix_prob:
+            track, window = self._remix(rng)
+        else:
+            track = self.tracks[rng.choice(len(self.tracks), p=self.p)]
+            window = self._window(track, rng)
+        n_samples = window.n_samples
         audio = np.zeros(n_samples, dtype=np.float32)
         seg = track.audio[window.start_sample : window.start_sample + n_samples]
         audio[: len(seg)] = seg
@@ -74,6 +119,11 @@ class CropDataset(TorchDataset):
             targets[name] = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
             mask[name] = labelled
         return {"audio": torch.from_numpy(audio * gain), "targets": targets, "mask": mask}
+
+
+def _has_stems(track: Track, names: Sequence[str]) -> bool:
+    stems = track.stems or {}
+    return all(n in stems and bool(np.any(stems[n])) for n in names)
 
 
 def collate_excerpts(items: list[dict]) -> dict:
@@ -103,8 +153,19 @@ class MirDataModule(pl.LightningDataModule):
         steps_per_epoch: batches per training epoch.
         seed: seed of the excerpt sampling.
         gain_db: random gain of +-`gain_db` dB applied to mixture and stems alike.
+        remix_prob: probability that a training excerpt is remixed from the stems of two
+            tracks (see `CropDataset`); 0 turns remixing off.
+        remix_stems: stems that sum to a mixture; the first comes from one track, the
+            rest from another.
         max_eval_tracks: cap on validation/test tracks (None = all).
         tags: the datasets' tag vocabulary (read by the tagging task's config).
+
+    The excerpt is lengthened to the longest ``min_crop_seconds`` a task declares (the
+    Jansson U-Net needs one 128-frame patch, ~12 s).
+
+    Channel swap (a stereo augmentation of open-unmix and others) is not offered: every
+    dataset yields the mono downmix, which swapping left and right leaves unchanged, so for
+    our mono model it is the identity.
     """
 
     def __init__(
@@ -116,6 +177,8 @@ class MirDataModule(pl.LightningDataModule):
         steps_per_epoch: int = 64,
         seed: int = 0,
         gain_db: float = 0.0,
+        remix_prob: float = 0.0,
+        remix_stems: Sequence[str] = ("vocals", "accompaniment"),
         max_eval_tracks: int | None = None,
         tags: Sequence[str] | None = None,
     ) -> None:
@@ -129,6 +192,8 @@ class MirDataModule(pl.LightningDataModule):
         self.steps_per_epoch = int(steps_per_epoch)
         self.seed = int(seed)
         self.gain_db = float(gain_db)
+        self.remix_prob = float(remix_prob)
+        self.remix_stems = tuple(remix_stems)
         self.max_eval_tracks = max_eval_tracks
         self.tags = list(tags) if tags is not None else None
         self.tasks: dict[str, Task] = {}
@@ -143,6 +208,8 @@ class MirDataModule(pl.LightningDataModule):
         """All tracks of `split` across datasets, loaded once and kept in memory."""
         if split not in self._tracks:
             keep = {s for t in self.tasks.values() for s in t.stems_needed()}
+            if split == "train" and self.remix_prob > 0:
+                keep |= set(self.remix_stems)
             out = []
             for dname, ds in self.datasets.items():
                 ids = ds.track_ids(split)
@@ -158,9 +225,20 @@ class MirDataModule(pl.LightningDataModule):
             self._tracks[split] = out
         return self._tracks[split]
 
+    @property
+    def effective_crop_seconds(self) -> float:
+        """`crop_seconds`, raised to the longest excerpt a task needs."""
+        need = max(
+            (float(getattr(t, "min_crop_seconds", 0.0)) for t in self.tasks.values()), default=0.0
+        )
+        return max(self.crop_seconds, need)
+
     def _grid(self) -> tuple[int, int]:
         fe = next(iter(self.tasks.values())).fe
-        return fe.hop, fe.n_frames(int(round(self.crop_seconds * fe.sr)))
+        crop = self.effective_crop_seconds
+        if crop > self.crop_seconds:
+            log.info("training excerpts lengthened to %.2f s (a task's minimum)", crop)
+        return fe.hop, fe.n_frames(int(round(crop * fe.sr)))
 
     def setup(self, stage: str | None = None) -> None:
         if not self.tasks:
@@ -175,6 +253,8 @@ class MirDataModule(pl.LightningDataModule):
                 self.steps_per_epoch * self.batch_size,
                 self.seed,
                 self.gain_db,
+                self.remix_prob,
+                self.remix_stems,
             )
 
     def set_epoch(self, epoch: int) -> None:

@@ -12,11 +12,18 @@ Conventions:
     * Evaluation: `mir_eval.separation.bss_eval_sources` on the full track, without
       permutation, giving ``<source>/SDR``, ``/SIR``, ``/SAR`` in dB, plus
       ``<source>/NSDR``: the SDR gain over using the mixture as the estimate.
+    * With ``unet`` set (``model=unet_jansson``, ``experiment=jansson_unet``), the head is the
+      published U-Net (`mir.models.unet.JanssonUNet`): its own 8192-Hz STFT (window 1024,
+      hop 768, 512 bins), patches of 128 frames normalised to [0, 1], and the L1 loss on
+      that STFT, scaled by the mixture's maximum magnitude in the excerpt; its masks are held
+      on the front end's frames (S, 512, T) and reconstructed ``fullband`` (interpolated onto
+      the front end's STFT) or as in the ``paper`` (8192-Hz STFT, band-limited to 4096 Hz).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import mir_eval
 import numpy as np
@@ -24,8 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from mir.data.track import Track
+from mir.errors import ConfigError
 from mir.models.features import Features
 from mir.models.heads import MaskUNet
+from mir.models.unet import JanssonUNet, masked_istft_blocks
 from mir.tasks.base import Task, Window, masked_mean
 
 
@@ -36,8 +45,11 @@ class SeparationTask(Task):
         name: head and metric prefix.
         weight: loss weight.
         sources: stem names to estimate, in order.
-        channels: U-Net encoder channels per level.
-        dropout_levels: decoder levels with 50 % dropout.
+        channels: U-Net encoder channels per level (the default `MaskUNet` head).
+        dropout_levels: decoder levels with 50 % dropout (the default `MaskUNet` head).
+        unet: partial constructor of `mir.models.unet.JanssonUNet` (called with
+            ``n_sources``, ``frontend`` and ``trunk_channels``); replaces the default head,
+            and `channels` / `dropout_levels` are then unused.
     """
 
     target_kind = "samples"
@@ -50,15 +62,31 @@ class SeparationTask(Task):
         sources: Sequence[str] = ("vocals", "accompaniment"),
         channels: Sequence[int] = (16, 32, 64, 128),
         dropout_levels: int = 0,
+        unet: Callable[..., JanssonUNet] | None = None,
     ) -> None:
         super().__init__(name, weight)
         self.sources = tuple(sources)
         self.channels = tuple(int(c) for c in channels)
         self.dropout_levels = int(dropout_levels)
         self.monitor = f"{self.sources[0]}/SDR"
+        self.unet_factory = unet
+        self.unet: JanssonUNet | None = None  # the built Jansson head, read by loss/decode
 
     def build_head(self, trunk_channels: int) -> nn.Module:
-        return MaskUNet(len(self.sources), self.channels, self.dropout_levels)
+        if self.unet_factory is None:
+            return MaskUNet(len(self.sources), self.channels, self.dropout_levels)
+        self.unet = self.unet_factory(
+            n_sources=len(self.sources), frontend=self.fe, trunk_channels=trunk_channels
+        )
+        return self.unet
+
+    @property
+    def min_crop_seconds(self) -> float:
+        """Shortest training excerpt, in s, that fills one U-Net patch (0: no minimum)."""
+        if self.unet is None:
+            return 0.0
+        # one front-end hop more than a patch, so the excerpt's 8192-Hz STFT has the frames
+        return self.unet.min_seconds + 2 * self.fe.hop / self.fe.sr
 
     def stems_needed(self) -> tuple[str, ...]:
         return self.sources
@@ -80,11 +108,38 @@ class SeparationTask(Task):
         return out
 
     def loss(self, output: Tensor, target: Tensor, mask: Tensor, feats: Features) -> Tensor:
+        if self.unet is not None:
+            return self._unet_loss(output, target, mask, feats)
         assert feats.stft is not None
         b, s, n = target.shape
         ref = self.fe.stft(target.reshape(b * s, n)).abs().reshape(b, s, *output.shape[-2:])
         est = output * feats.stft.abs().unsqueeze(1)
         return masked_mean((est - ref).abs().flatten(1).mean(1), mask)
+
+    def _unet_loss(self, output: Tensor, target: Tensor, mask: Tensor, feats: Features) -> Tensor:
+        """Jansson et al.'s L1 loss on the 8192-Hz STFT, per excerpt scaled by the mixture's
+        maximum magnitude (the [0, 1] normalisation of the input)."""
+        assert self.unet is not None
+        b, s, n = target.shape
+        masks = self.unet.paper_masks(output, n)  # (B, S, F8, T8)
+        with torch.no_grad():
+            mix = self.unet.magnitude(feats.audio)  # (B, F8, T8)
+            ref = self.unet.magnitude(target.reshape(b * s, n)).reshape(b, s, *mix.shape[1:])
+            scale = mix.flatten(1).amax(1).clamp_min(1e-8)[:, None, None, None]  # (B,1,1,1)
+        est = masks * mix.unsqueeze(1)
+        return masked_mean(((est - ref).abs() / scale).flatten(1).mean(1), mask)
+
+    def stft_masks(self, output: np.ndarray, n_samples: int) -> np.ndarray:
+        """Raw full-track output -> (S, F', T) masks on the front end's STFT grid.
+
+        The default head's output already is; the Jansson head's (S, 512, T) masks are
+        interpolated onto it (`JanssonUNet.stft_masks`).
+        """
+        if self.unet is None:
+            return output
+        with torch.no_grad():
+            held = torch.from_numpy(np.asarray(output, dtype=np.float32))
+            return self.unet.stft_masks(held, n_samples).numpy()
 
     def decode(self, output: np.ndarray, track: Track) -> np.ndarray:
         """(S, F', T) masks -> (S, N) waveforms at the track's length."""
@@ -92,9 +147,14 @@ class SeparationTask(Task):
         with torch.no_grad():
             fe = self.fe
             dev = next((b.device for b in fe.buffers()), torch.device("cpu"))
-            spec = fe.stft(x.to(dev)).cpu()  # (1, F', T)
-            masks = torch.from_numpy(output).float()
-            est = fe.istft((masks * spec).to(dev), length=x.shape[-1]).cpu()  # (S, N)
+            if self.unet is not None:
+                held = torch.from_numpy(np.asarray(output, dtype=np.float32)).to(dev)
+                est = self.unet.separate(held, x[0].to(dev), fe).cpu()
+                return est.numpy().astype(np.float32)
+            masks = torch.from_numpy(np.asarray(output, dtype=np.float32)).to(dev)  # (S, F', T)
+            est = masked_istft_blocks(
+                fe, x[0].to(dev), lambda a, b: masks[..., a:b], masks.shape[0]
+            ).cpu()  # (S, N), a block of frames at a time: bounded memory
         return est.numpy().astype(np.float32)
 
     def evaluate_track(self, track: Track, estimate: np.ndarray) -> dict[str, float]:
@@ -115,3 +175,17 @@ class SeparationTask(Task):
 
     def baseline(self, track: Track) -> np.ndarray:
         return np.repeat(np.asarray(track.audio, np.float32)[None], len(self.sources), 0)
+
+
+def requires_separation_task(**kwargs: Any) -> None:
+    """Stand-in `_target_` that `conf/model/unet_jansson.yaml` gives ``task.separation``:
+    `conf/task/separation.yaml` replaces it when the separation task is selected, so this
+    runs only when it is not.
+
+    Raises:
+        ConfigError: always, naming the fix.
+    """
+    raise ConfigError(
+        "model=unet_jansson configures the separation head, but the separation task is not "
+        "selected; use task=separation or task=[separation,...] (or experiment=jansson_unet)"
+    )
