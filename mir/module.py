@@ -32,6 +32,12 @@ class MirModule(pl.LightningModule):
         scheduler: optional partial constructor called with the optimizer.
         chunk_seconds: core length of full-track inference chunks, in s.
         margin_seconds: context on each side of a chunk, in s.
+        compile: compile the trunk and heads with `torch.compile` (in place, so
+            checkpoints keep the eager parameter names; the front end stays eager).
+
+    Under DDP each rank runs full-track inference on its share of the validation/test
+    tracks; the outputs are gathered so that every rank tunes and scores the whole set
+    (identical values on every rank).
     """
 
     def __init__(
@@ -43,6 +49,7 @@ class MirModule(pl.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         chunk_seconds: float = 30.0,
         margin_seconds: float = 3.0,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if not tasks:
@@ -54,6 +61,11 @@ class MirModule(pl.LightningModule):
         channels = int(getattr(trunk_module, "out_channels", frontend.n_harmonics))
         heads = {name: task.build_head(channels) for name, task in self.tasks.items()}
         self.model = MultiTaskModel(frontend, trunk_module, heads)
+        if compile:
+            # `nn.Module.compile` compiles in place: state_dict keys stay as in eager mode.
+            self.model.trunk.compile()
+            for head in self.model.heads.values():
+                head.compile()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.chunk_seconds = float(chunk_seconds)
@@ -64,6 +76,9 @@ class MirModule(pl.LightningModule):
         # `mir.checkpoint.load_module` can rebuild the model; set by `mir.train`.
         self.run_config: dict[str, Any] | None = None
         self.per_track: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        # The first track of the last val/test pass and every task's raw full-track
+        # output on it (float32, no batch axis): read by `mir.callbacks.WandbMedia`.
+        self.examples: dict[str, tuple[Track, dict[str, np.ndarray]]] = {}
 
     # -- metadata ------------------------------------------------------------------------
     @property
@@ -118,6 +133,8 @@ class MirModule(pl.LightningModule):
         # epoch ends; the others are decoded at once.
         for track in batch:
             outputs = self.infer(track)
+            if not self._eval.get(stage):
+                self.examples[stage] = (track, {k: np.asarray(v) for k, v in outputs.items()})
             item: dict[str, Any] = {}
             for name, task in self.tasks.items():
                 if stage == "val" and task.tunes:
@@ -132,8 +149,42 @@ class MirModule(pl.LightningModule):
     def test_step(self, batch: list[Track], batch_idx: int) -> None:
         self._eval_step("test", batch)
 
+    def _gather(
+        self, stage: str, items: list[tuple[Track, dict[str, Any]]]
+    ) -> list[tuple[Track, dict[str, Any]]]:
+        """Every rank's (track, item) pairs under DDP, deduplicated and in dataset order.
+
+        Only track names and the (decoded or raw) outputs travel; each rank holds the same
+        evaluation tracks, read from the stage's dataloader. A `DistributedSampler` pads
+        the last ranks with repeated tracks; those are dropped here.
+        """
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return items
+        payload = [(t.name, item) for t, item in items]
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, payload)
+        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        known = {t.name: t for t, _ in items}
+        order: list[str] = []
+        for t in getattr(loader, "dataset", []):
+            if isinstance(t, Track):
+                known.setdefault(t.name, t)
+                order.append(t.name)
+        rank_of = {n: i for i, n in enumerate(order)}
+        merged: dict[str, dict[str, Any]] = {}
+        for part in gathered:
+            for name, item in part:
+                merged.setdefault(name, item)
+        missing = [n for n in merged if n not in known]
+        if missing:
+            raise RuntimeError(f"tracks {missing[:3]} of another rank are not in this rank's data")
+        names = sorted(merged, key=lambda n: rank_of.get(n, len(order)))
+        return [(known[n], merged[n]) for n in names]
+
     def _eval_end(self, stage: str) -> None:
-        items = self._eval.pop(stage, [])
+        items = self._gather(stage, self._eval.pop(stage, []))
         if not items:
             return
         tracks = [t for t, _ in items]
@@ -160,7 +211,7 @@ class MirModule(pl.LightningModule):
             name = next(iter(self.tasks))
             value = self.results["val"].get(name, {}).get(self.tasks[name].monitor)
             if value is None or not np.isfinite(value):
-                self.log(self.monitor, float("-inf"))
+                self.log(self.monitor, float("-inf"), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_end("val")

@@ -64,11 +64,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     callbacks = []
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
+        if cb_cfg is None:  # callbacks.<name>=null switches one off
+            continue
         if name == "model_checkpoint" and cb_cfg.get("monitor") is None:
             callbacks.append(instantiate(cb_cfg, monitor=module.monitor))
         else:
             callbacks.append(instantiate(cb_cfg))
-    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values()]
+    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -89,6 +91,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         result["test"] = module.results.get("test", {})
         result["test_per_track"] = module.per_track.get("test", {})
         base = None
+        if not trainer.is_global_zero:  # under DDP every rank holds the same scores
+            return result
         if cfg.baselines:
             base = baseline_scores(module.tasks, datamodule.tracks("test"))
             result["test_baseline"] = base
@@ -98,9 +102,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             title=f"Full-track test scores ({len(datamodule.tracks('test'))} tracks)",
         )
         print("\n" + table + "\n", flush=True)
+    if not trainer.is_global_zero:
+        return result
     write_json(out_dir / "scores.json", result)
     log.info("scores written to %s", out_dir / "scores.json")
+    finish_wandb(loggers)
     return result
+
+
+def finish_wandb(loggers: list[Any]) -> None:
+    """Close the W&B run this run opened, so its files are complete and the next run of a
+    multirun sweep gets a run of its own (a WandbLogger reuses an open run)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for lg in loggers:
+        if isinstance(lg, WandbLogger) and lg._experiment is not None:
+            lg._experiment.finish()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
