@@ -58,8 +58,7 @@ def write_ours(ckpt: str, out_dir: Path, mus_root: Path) -> None:
     stereo, sr_in = ds.load_stereo(TRACK)
     channels = np.stack([resample(c, sr_in, sr) for c in stereo["mixture"]])  # (C, N)
     raw = module.infer(track)["separation"]
-    masks = task.stft_masks(raw, len(track.audio)) if hasattr(task, "stft_masks") else raw
-    stems = separate_channels(task, masks, channels)  # (S, C, N)
+    stems = separate_channels(task, raw, channels)  # (S, C, N)
     n_in = stereo["mixture"].shape[-1]
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, s in zip(task.sources, stems, strict=True):

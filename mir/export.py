@@ -300,6 +300,13 @@ def export(
     """
     model = module.model.eval()
     fe = model.frontend
+    untraceable = [n for n, h in model.heads.items() if not getattr(h, "traceable", True)]
+    if untraceable:
+        names = ", ".join(f"{n} ({type(model.heads[n]).__name__})" for n in untraceable)
+        raise MirError(
+            f"cannot export to TorchScript: head {names} has length-dependent Python control "
+            "flow; use the checkpoint with mir.predict instead"
+        )
     wrapper = ExportModel(model).eval()
     gen = torch.Generator().manual_seed(0)
     example = 0.1 * torch.randn(1, int(2.0 * fe.sr), generator=gen)

@@ -181,34 +181,24 @@ class FileContext:
     min_note: float
 
 
-def separate_channels(task: Any, masks: np.ndarray, channels: np.ndarray) -> np.ndarray:
-    """Apply one set of (S, F', T) masks to each channel's STFT.
+def separate_channels(task: Any, output: np.ndarray, channels: np.ndarray) -> np.ndarray:
+    """Apply one raw separation output to each channel of the input.
 
     The model sees the mono downmix; each channel of a multichannel input is masked with
-    the same masks and inverted with its own phase, so the stems keep the input's image
-    and the sources sum to each channel wherever the masks sum to one.
+    the same masks and inverted with its own phase (`SeparationTask.separate`), so the
+    stems keep the input's image and the sources sum to each channel wherever the masks
+    sum to one.
 
     Args:
-        task: the separation task (its front end provides `stft`/`istft`).
-        masks: (S, F', T) masks on the front end's STFT grid.
+        task: the separation task.
+        output: the head's raw full-track output.
         channels: (C, N) audio at the front end's rate.
 
     Returns:
         (S, C, N) float32 waveforms.
     """
-    import torch
-
-    fe = task.fe
-    dev = next((b.device for b in fe.buffers()), torch.device("cpu"))
-    m = torch.from_numpy(np.ascontiguousarray(masks)).float().to(dev)  # (S, F', T)
-    n = channels.shape[-1]
-    out = np.zeros((m.shape[0], channels.shape[0], n), dtype=np.float32)
-    with torch.no_grad():
-        for c, x in enumerate(channels):  # one channel at a time: bounded memory
-            spec = fe.stft(torch.from_numpy(np.ascontiguousarray(x))[None].to(dev))  # (1, F', T)
-            for s in range(m.shape[0]):
-                out[s, c] = fe.istft(m[s : s + 1] * spec, length=n)[0].cpu().numpy()
-    return out
+    per_channel = [task.separate(output, x) for x in channels]  # one at a time: bounded memory
+    return np.stack(per_channel, axis=1)
 
 
 def _fit_length(x: np.ndarray, n: int) -> np.ndarray:

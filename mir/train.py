@@ -80,13 +80,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg.ckpt_path, out_dir))
         result["val"] = module.results.get("val", {})
     if cfg.test:
-        ckpt = (
-            "best"
-            if cfg.train
-            and trainer.checkpoint_callback
-            and trainer.checkpoint_callback.best_model_path
-            else None
-        )
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt = best if cfg.train and best else None  # the first checkpoint callback's best
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
         result["test"] = module.results.get("test", {})
         result["test_per_track"] = module.per_track.get("test", {})

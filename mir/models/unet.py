@@ -194,6 +194,9 @@ class JanssonUNet(nn.Module):
     guide_map: Tensor
     nets: nn.ModuleList
 
+    # Its patch count depends on the input length in Python, which a trace would freeze.
+    traceable = False
+
     def __init__(
         self,
         n_sources: int,

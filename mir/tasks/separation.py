@@ -142,18 +142,26 @@ class SeparationTask(Task):
             return self.unet.stft_masks(held, n_samples).numpy()
 
     def decode(self, output: np.ndarray, track: Track) -> np.ndarray:
-        """(S, F', T) masks -> (S, N) waveforms at the track's length."""
-        x = torch.from_numpy(np.asarray(track.audio, dtype=np.float32))[None]
+        """Raw full-track output -> (S, N) waveforms at the track's length."""
+        return self.separate(output, np.asarray(track.audio, dtype=np.float32))
+
+    def separate(self, output: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        """Apply one raw full-track output to (N,) audio -> (S, N) float32 waveforms.
+
+        `audio` may be any channel of the input the output was computed from (its phase is
+        used), which is how `mir.predict` keeps a stereo input's image.
+        """
+        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
         with torch.no_grad():
             fe = self.fe
             dev = next((b.device for b in fe.buffers()), torch.device("cpu"))
             if self.unet is not None:
                 held = torch.from_numpy(np.asarray(output, dtype=np.float32)).to(dev)
-                est = self.unet.separate(held, x[0].to(dev), fe).cpu()
+                est = self.unet.separate(held, x.to(dev), fe).cpu()
                 return est.numpy().astype(np.float32)
             masks = torch.from_numpy(np.asarray(output, dtype=np.float32)).to(dev)  # (S, F', T)
             est = masked_istft_blocks(
-                fe, x[0].to(dev), lambda a, b: masks[..., a:b], masks.shape[0]
+                fe, x.to(dev), lambda a, b: masks[..., a:b], masks.shape[0]
             ).cpu()  # (S, N), a block of frames at a time: bounded memory
         return est.numpy().astype(np.float32)
 
