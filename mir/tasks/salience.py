@@ -20,6 +20,8 @@ Conventions:
 
 from __future__ import annotations
 
+from typing import Any
+
 import mir_eval
 import numpy as np
 import torch.nn.functional as F
@@ -31,6 +33,12 @@ from mir.models.heads import SalienceHead
 from mir.tasks.base import Task, Window, frame_values, masked_mean
 
 THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
+
+
+def logit(p: float) -> float:
+    """The logit whose sigmoid is `p` (thresholds on salience, compared on logits)."""
+    p = min(max(float(p), 1e-7), 1.0 - 1e-7)
+    return float(np.log(p / (1.0 - p)))
 
 
 class SalienceTask(Task):
@@ -76,7 +84,13 @@ class SalienceTask(Task):
         """The decoding threshold: the head's (tuned) buffer once the head exists."""
         if self.head is None:
             return self.initial_threshold
-        return float(self.head.threshold)
+        return float(self._threshold_buffer())
+
+    def _threshold_buffer(self) -> Tensor:
+        assert self.head is not None
+        buf = self.head.threshold
+        assert isinstance(buf, Tensor)
+        return buf
 
     def tune(self, tracks: list[Track], outputs: list[np.ndarray]) -> None:
         """Pick the threshold that maximises the mean `monitor` over labelled tracks."""
@@ -87,12 +101,12 @@ class SalienceTask(Task):
             return
         best, best_score = self.threshold, -np.inf
         for th in THRESHOLD_GRID:
-            self.head.threshold.fill_(th)
+            self._threshold_buffer().fill_(th)
             _, summary = self.evaluate([t for t, _ in pairs], [self.decode(o, t) for t, o in pairs])
             score = summary.get(self.monitor, -np.inf)
             if np.isfinite(score) and score > best_score:
                 best, best_score = th, score
-        self.head.threshold.fill_(best)
+        self._threshold_buffer().fill_(best)
 
     def build_head(self, trunk_channels: int) -> nn.Module:
         self.head = SalienceHead(
@@ -143,7 +157,7 @@ class MultiF0Task(SalienceTask):
 
     monitor = "Accuracy"
 
-    def __init__(self, name: str = "multif0", **kwargs: float) -> None:
+    def __init__(self, name: str = "multif0", **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
 
     def has_labels(self, track: Track) -> bool:
@@ -169,13 +183,17 @@ class MultiF0Task(SalienceTask):
         return list(voices)
 
     def decode(self, output: np.ndarray, track: Track) -> tuple[np.ndarray, list[np.ndarray]]:
-        sal = self.salience(output)
-        times = self.fe.frame_times(sal.shape[1])
-        peaks = np.zeros_like(sal, dtype=bool)
-        peaks[1:-1] = (sal[1:-1] >= sal[:-2]) & (sal[1:-1] > sal[2:])
-        peaks &= sal >= self.threshold
-        freqs = self.fe.freqs
-        return times, [freqs[peaks[:, t]] for t in range(sal.shape[1])]
+        # Peaks and the threshold are compared on the logits: the sigmoid is monotonic, so
+        # the result is the same without computing it over the whole (F, T) map.
+        logits = np.asarray(output, dtype=np.float32)  # (F, T)
+        times = self.fe.frame_times(logits.shape[1])
+        peaks = np.zeros_like(logits, dtype=bool)
+        peaks[1:-1] = (logits[1:-1] >= logits[:-2]) & (logits[1:-1] > logits[2:])
+        peaks &= logits >= logit(self.threshold)
+        t_idx, f_idx = np.nonzero(peaks.T)  # frame-major, bins ascending within a frame
+        counts = np.bincount(t_idx, minlength=logits.shape[1])
+        freqs = self.fe.freqs[f_idx].astype(np.float64)
+        return times, np.split(freqs, np.cumsum(counts)[:-1])
 
     def evaluate_track(self, track: Track, estimate: tuple) -> dict[str, float]:
         assert track.multif0 is not None
@@ -200,7 +218,7 @@ class SingleF0Task(SalienceTask):
 
     monitor = "Overall Accuracy"
 
-    def __init__(self, name: str = "melody", voice: str | None = None, **kwargs: float) -> None:
+    def __init__(self, name: str = "melody", voice: str | None = None, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
         self.voice = voice or name
 
@@ -212,11 +230,11 @@ class SingleF0Task(SalienceTask):
         return [frame_values(np.asarray(times), np.asarray(freqs), frame_times)]
 
     def decode(self, output: np.ndarray, track: Track) -> tuple[np.ndarray, np.ndarray]:
-        sal = self.salience(output)
-        times = self.fe.frame_times(sal.shape[1])
-        peak = sal.argmax(axis=0)
+        logits = np.asarray(output, dtype=np.float32)  # (F, T); the sigmoid is monotonic
+        times = self.fe.frame_times(logits.shape[1])
+        peak = logits.argmax(axis=0)  # (T,)
         f0 = self.fe.freqs[peak].astype(np.float64)
-        f0[sal.max(axis=0) < self.threshold] = 0.0
+        f0[logits[peak, np.arange(logits.shape[1])] < logit(self.threshold)] = 0.0
         return times, f0
 
     def evaluate_track(self, track: Track, estimate: tuple) -> dict[str, float]:
