@@ -104,18 +104,6 @@ def _module(ckpt: str | None):
     return instantiate(cfg.model), "untrained experiment=vogl_drums_beats"
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def time_ours(module, wav: Path, repeats: int) -> tuple[list[float], dict]:
     from mir.audio import load_audio
     from mir.data.track import Track
@@ -223,7 +211,9 @@ def main(argv: list[str] | None = None) -> dict:
             )
             print(f"ratio madmom / ours: {mm_med / med:.2f}x (> 1: ours is faster)")
     results["machine"]["loadavg_after"] = os.getloadavg()
-    _write_json(args.out, results)
+    from mir.report import write_json
+
+    write_json(args.out, results)
     print(f"wrote {args.out}")
     return results
 

@@ -21,11 +21,9 @@ with the relative error of each backend against librosa, to a JSON file (atomica
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,18 +80,6 @@ def _rel_error(est: np.ndarray, ref: np.ndarray, trim: int) -> dict[str, float]:
     }
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=30.0, help="single-clip length, s")
@@ -110,6 +96,12 @@ def main(argv: list[str] | None = None) -> dict:
     fe_lin = HarmonicCQT(log_scale=False)
     fe_nna = HarmonicCQT(log_scale=False, backend="nnaudio")
     n = int(round(args.seconds * SR))
+    trim = int(np.ceil(fe_lin._half_kernel / fe.hop))  # longest kernel's half length, frames
+    if 1 + n // fe.hop <= 2 * trim:
+        p.error(
+            f"--seconds {args.seconds:g} is too short for the accuracy check against librosa: "
+            f"the lowest bins' kernels need more than {2 * trim * fe.hop / SR:.1f} s"
+        )
     y = _test_signal(n)
     x = torch.from_numpy(y)[None]  # (1, N)
     nb = int(round(args.batch_seconds * SR))
@@ -189,7 +181,6 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{section:6s} {name:22s} {med * 1e3:9.1f} ms  {seconds / med:8.1f}x real time")
 
         ref = _librosa_hcqt(y, fe)
-        trim = int(np.ceil(fe_lin._half_kernel / fe.hop))  # longest kernel's half length
         ours = fe_lin(x)[0].numpy()
         results["error_vs_librosa"]["ours_fft"] = _rel_error(ours, ref, trim)
         results["error_vs_librosa"]["nnaudio_cqt2010v2"] = _rel_error(
@@ -210,7 +201,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name, err in results["error_vs_librosa"].items():
         if isinstance(err, dict):
             print(f"error vs librosa, {name}: fro {err['fro']:.4f}, median {err['median']:.4f}")
-    _write_json(args.out, results)
+    from mir.report import write_json
+
+    write_json(args.out, results)
     print(f"wrote {args.out}")
     return results
 

@@ -33,7 +33,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 SYSTEMS = {
@@ -101,18 +100,6 @@ def child(system: str, minutes: float, threads: int, audio: str | None) -> None:
     print(json.dumps({"wall_s": t1 - t0, "audio_s": n / sr, "params": params}), flush=True)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=10.0, help="track length, min")
@@ -165,7 +152,9 @@ def main(argv: list[str] | None = None) -> dict:
             r["time_vs_" + REFERENCE] = r["wall_s"] / ref["wall_s"]
             print(f"{name:15s} wall time {r['time_vs_' + REFERENCE]:.2f}x {REFERENCE}'s")
     results["loadavg_after"] = os.getloadavg()
-    _write_json(args.out, results)
+    from mir.report import write_json
+
+    write_json(args.out, results)
     print(f"written to {args.out}")
     return results
 
