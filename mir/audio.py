@@ -39,7 +39,13 @@ def load_audio(
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile raises several types for corrupt files
-        raise AudioError(f"{path}: cannot read audio ({exc})") from None
+        hint = ""
+        if Path(path).suffix.lower() == ".mp3":
+            hint = (
+                f"; mp3 needs libsndfile >= 1.1 (this soundfile has "
+                f"{sf.__libsndfile_version__}): upgrade soundfile or convert to wav"
+            )
+        raise AudioError(f"{path}: cannot read audio ({exc}){hint}") from None
     if expect_sr is not None and file_sr != expect_sr:
         raise AudioError(f"{path}: sample rate is {file_sr} Hz, expected {expect_sr} Hz")
     if data.shape[0] == 0:

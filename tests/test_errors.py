@@ -41,6 +41,13 @@ def test_corrupt_audio(tmp_path):
         load_audio(bad, 22050)
 
 
+def test_unreadable_mp3_names_the_decoder_it_needs(tmp_path):
+    bad = tmp_path / "clip.mp3"
+    bad.write_bytes(b"ID3 not really an mp3")
+    with pytest.raises(AudioError, match=r"clip\.mp3: cannot read audio .*mp3 needs libsndfile"):
+        load_audio(bad, 22050)
+
+
 def test_wrong_sample_rate_and_silence_and_short(tmp_path):
     p = tmp_path / "x.wav"
     sf.write(p, np.zeros(1000, dtype=np.float32), 44100)

@@ -126,15 +126,7 @@ class MagnaTagATune(Dataset):
         try:
             audio = load_audio(path, self.sr)
         except AudioError as exc:
-            hint = ""
-            if path.suffix.lower() == ".mp3":
-                import soundfile as sf
-
-                hint = (
-                    f"; mp3 needs libsndfile >= 1.1 (this soundfile has "
-                    f"{sf.__libsndfile_version__}); upgrade soundfile or convert the clips to wav"
-                )
-            raise DatasetError(f"MagnaTagATune: {exc}{hint}") from None
+            raise DatasetError(f"MagnaTagATune: {exc}") from None
         folder = mp3_path.replace("\\", "/").split("/")[0]
         meta: dict[str, object] = {
             "split": SPLIT_OF_FOLDER[folder],

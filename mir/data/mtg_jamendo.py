@@ -163,15 +163,7 @@ class MTGJamendo(Dataset):
         try:
             audio = load_audio(path, self.sr)
         except AudioError as exc:
-            hint = ""
-            if path.suffix.lower() == ".mp3":
-                import soundfile as sf
-
-                hint = (
-                    f"; mp3 needs libsndfile >= 1.1 (this soundfile has "
-                    f"{sf.__libsndfile_version__})"
-                )
-            raise DatasetError(f"MTG-Jamendo: {exc}{hint}") from None
+            raise DatasetError(f"MTG-Jamendo: {exc}") from None
         present = set(row.tags)
         split = next(s for s, ids in self._splits.items() if track_id in ids)
         meta: dict[str, object] = {
