@@ -199,9 +199,8 @@ def per_track_csv(per_track: Mapping[str, Mapping[str, Sequence[Mapping[str, Any
 
 def summary_table(summary: Mapping[str, Mapping[str, Any]], title: str = "") -> str:
     """Plain-text table: task, metric, model mean/median (and baseline mean/median)."""
-
-    def fmt(v: Any) -> str:
-        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+    from mir.report import fmt_score as fmt
+    from mir.report import text_table
 
     systems = list(summary)
     head = ["task", "metric"]
@@ -218,13 +217,7 @@ def summary_table(summary: Mapping[str, Mapping[str, Any]], title: str = "") -> 
                 else:
                     row += [fmt(st.get("mean")), fmt(st.get("median"))]
             rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = [title] if title else []
-    for j, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(rows, title)
 
 
 def run(

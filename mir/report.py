@@ -59,7 +59,8 @@ def baseline_scores(tasks: Mapping[str, Task], tracks: list[Track]) -> dict[str,
     return out
 
 
-def _fmt(v: float | None) -> str:
+def fmt_score(v: Any) -> str:
+    """A score to 3 decimals; "-" for a missing or NaN one."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     return f"{v:.3f}"
@@ -79,10 +80,15 @@ def score_table(
         for i, (k, v) in enumerate(metrics.items()):
             if i >= max_rows_per_task:
                 break
-            row: tuple[str, ...] = (task, k, _fmt(v))
+            row: tuple[str, ...] = (task, k, fmt_score(v))
             if baseline:
-                row += (_fmt(baseline.get(task, {}).get(k)),)
+                row += (fmt_score(baseline.get(task, {}).get(k)),)
             rows.append(row)
+    return text_table(rows, title)
+
+
+def text_table(rows: Sequence[Sequence[str]], title: str = "") -> str:
+    """Left-aligned plain-text columns; the first row is the header, underlined."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [title] if title else []
     for j, r in enumerate(rows):
