@@ -41,7 +41,10 @@ def test_loads_every_fixture_track(bach10: Bach10, bach10_root: Path) -> None:
         assert track.audio.ndim == 1
         info = sf.info(str(bach10_root / track_id / f"{track_id}.wav"))
         assert abs(track.duration - info.duration) < 1e-3
-        assert sorted(track.stems) == sorted(PARTS)  # no vocals/accompaniment
+        # instrumental: the vocals are silent and the accompaniment is the mix
+        assert sorted(track.stems) == sorted([*PARTS, "vocals", "accompaniment"])
+        assert not np.any(track.stems["vocals"])
+        np.testing.assert_array_equal(track.stems["accompaniment"], track.audio)
         for stem in track.stems.values():
             assert stem.shape == track.audio.shape
         assert set(track.f0) == {"melody", "bass"}

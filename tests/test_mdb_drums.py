@@ -79,9 +79,12 @@ def test_track_contract(tracks: dict, track_id: str) -> None:
     assert np.all(tr.beats <= tr.duration)
     assert set(tr.downbeats) <= set(tr.beats)
     assert 0 < len(tr.downbeats) < len(tr.beats)
-    assert tr.stems is None
     assert tr.tags is None
     assert tr.meta["audio_source"] == "drum_only"
+    # the drum-only stem has no vocals; it is all accompaniment (remix material)
+    assert sorted(tr.stems) == ["accompaniment", "vocals"]
+    assert not np.any(tr.stems["vocals"])
+    np.testing.assert_array_equal(tr.stems["accompaniment"], tr.audio)
 
 
 # golden ---------------------------------------------------------------------------------

@@ -113,6 +113,9 @@ class Bach10(Dataset):
                     f"Bach10: {path} has {info.frames} samples but the mix has {mix_info.frames}"
                 )
             stems[part] = _fit_length(load_audio(path, self.sr), len(audio))
+        # an instrumental quartet: no vocals, the whole mix is accompaniment (remix material)
+        stems["vocals"] = np.zeros_like(audio)
+        stems["accompaniment"] = audio.copy()
         times, f0s = self._read_gtf0s(folder / f"{track_id}-GTF0s.mat")
         multif0 = (times, [np.sort(col[col > 0]) for col in f0s.T])
         return Track(

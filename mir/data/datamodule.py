@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
+import scipy.signal
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
@@ -28,11 +29,16 @@ class CropDataset(TorchDataset):
     so frame targets and audio stay aligned. Tracks are drawn in proportion to duration.
 
     Remixing (``remix_prob`` > 0): with that probability, an excerpt is a new mixture made
-    of stems of different tracks: the first of `remix_stems` from the drawn track, the
-    others from another track (drawn the same way among tracks that have every remix stem,
-    at its own random position), summed. Such an excerpt is a `Track` with those stems
-    only: tasks that read them (separation) get targets, every other task gets zero
-    targets and a False mask, as for any track without its labels.
+    of stems of different tracks: the first of `remix_stems` (the lead, e.g. vocals) from
+    one track that has it (non-silent), the others from another track whose sum of them is
+    non-silent, each at its own random position, summed. So a solo-singing recording
+    (accompaniment silent) lends its vocals and an instrumental one (vocals silent) its
+    accompaniment. Tracks are drawn in proportion to duration within each pool. Remixed
+    stems get independent random gains of +-`remix_gain_db` dB, and the lead is
+    pitch-shifted by a uniform +-`remix_semitones` (resampled, so its tempo changes with
+    it). Such an excerpt is a `Track` with those stems only: tasks that read them
+    (separation) get targets, every other task gets zero targets and a False mask, as for
+    any track without its labels.
     """
 
     def __init__(
@@ -46,6 +52,8 @@ class CropDataset(TorchDataset):
         gain_db: float = 0.0,
         remix_prob: float = 0.0,
         remix_stems: Sequence[str] = ("vocals", "accompaniment"),
+        remix_gain_db: float = 0.0,
+        remix_semitones: float = 0.0,
     ) -> None:
         if not tracks:
             raise DatasetError("training split is empty")
@@ -62,37 +70,72 @@ class CropDataset(TorchDataset):
         dur = np.array([len(t.audio) for t in tracks], dtype=np.float64)
         self.p = dur / dur.sum()
         self.remix_stems = tuple(remix_stems)
-        # tracks that have every remix stem (non-silent); remixing needs two of them
-        ok = np.array([_has_stems(t, self.remix_stems) for t in tracks], dtype=bool)
-        self.remix_prob = float(remix_prob) if ok.sum() >= 2 else 0.0
+        if len(self.remix_stems) < 2:
+            raise DatasetError(f"remix_stems={list(remix_stems)} needs at least two stems")
+        if remix_gain_db < 0 or not 0 <= remix_semitones < 12:
+            raise DatasetError(
+                f"remix_gain_db={remix_gain_db} must be >= 0 and remix_semitones="
+                f"{remix_semitones} in [0, 12)"
+            )
+        self.remix_gain_db = float(remix_gain_db)
+        self.remix_semitones = float(remix_semitones)
+        # pools: tracks with the lead stem, tracks with the rest; a remix needs two tracks
+        lead = np.array([_lead_ok(t, self.remix_stems) for t in tracks], dtype=bool)
+        rest = np.array([_rest_ok(t, self.remix_stems) for t in tracks], dtype=bool)
+        pairable = lead.any() and rest.any() and (lead | rest).sum() >= 2
+        self.remix_prob = float(remix_prob) if pairable else 0.0
         if remix_prob > 0 and self.remix_prob == 0:
-            log.warning("remixing is off: fewer than 2 training tracks have %s", remix_stems)
-        self.remix_p = np.where(ok, dur, 0.0) / max(np.where(ok, dur, 0.0).sum(), 1e-9)
+            log.warning(
+                "remixing is off: no two training tracks give %s and %s",
+                self.remix_stems[0],
+                "+".join(self.remix_stems[1:]),
+            )
+        self.lead_p = _normalised(np.where(lead, dur, 0.0))
+        self.rest_dur = np.where(rest, dur, 0.0)
 
     def __len__(self) -> int:
         return self.length
 
-    def _window(self, track: Track, rng: np.random.Generator) -> Window:
-        n_samples = (self.crop_frames - 1) * self.hop
+    def _window(
+        self, track: Track, rng: np.random.Generator, n_samples: int | None = None
+    ) -> Window:
+        """A random hop-aligned excerpt of `n_samples` (default: the crop) of `track`."""
+        if n_samples is None:
+            n_samples = (self.crop_frames - 1) * self.hop
         max_start = max(0, (len(track.audio) - n_samples) // self.hop)
         start_frame = int(rng.integers(0, max_start + 1))
         return Window(start_frame, self.crop_frames, start_frame * self.hop, n_samples)
 
     def _remix(self, rng: np.random.Generator) -> tuple[Track, Window]:
-        """A track-like excerpt: the first remix stem of one track over the others of another."""
-        a = int(rng.choice(len(self.tracks), p=self.remix_p))
-        p_b = self.remix_p.copy()
-        p_b[a] = 0.0
-        b = int(rng.choice(len(self.tracks), p=p_b / p_b.sum()))
+        """A track-like excerpt: the lead remix stem of one track over the rest of another."""
+        rest_dur = self.rest_dur.copy()
+        while True:  # a lead track with another track that has the rest (one exists)
+            a = int(rng.choice(len(self.tracks), p=self.lead_p))
+            rest_dur[a] = 0.0
+            if rest_dur.sum() > 0:
+                break
+            rest_dur = self.rest_dur.copy()
+        b = int(rng.choice(len(self.tracks), p=_normalised(rest_dur)))
         n_samples = (self.crop_frames - 1) * self.hop
+        shift = rng.uniform(-self.remix_semitones, self.remix_semitones)
         stems = {}
         for k, name in enumerate(self.remix_stems):
             src = self.tracks[a if k == 0 else b]
-            w = self._window(src, rng)
             assert src.stems is not None
-            seg = src.stems[name][w.start_sample : w.start_sample + n_samples]
-            stems[name] = np.zeros(n_samples, dtype=np.float32)
-            stems[name][: len(seg)] = seg
+            x = src.stems.get(name)
+            if x is None:
+                x = np.zeros(len(src.audio), np.float32)
+            rate = 2.0 ** (shift / 12.0) if k == 0 and self.remix_semitones else 1.0
+            need = int(round(n_samples * rate))
+            start = self._window(src, rng, need).start_sample
+            seg = np.zeros(need, dtype=np.float32)
+            part = x[start : start + need]
+            seg[: len(part)] = part
+            if need != n_samples:  # read `rate` times the excerpt, play it back in the excerpt
+                seg = scipy.signal.resample(seg, n_samples).astype(np.float32)
+            if self.remix_gain_db:
+                seg *= np.float32(10 ** (rng.uniform(-self.remix_gain_db, self.remix_gain_db) / 20))
+            stems[name] = seg
         mix = np.sum([stems[k] for k in self.remix_stems], axis=0).astype(np.float32)
         name = f"remix:{self.tracks[a].name}+{self.tracks[b].name}"
         track = Track(name=name, audio=mix, sr=self.tracks[a].sr, stems=stems)
@@ -121,9 +164,20 @@ class CropDataset(TorchDataset):
         return {"audio": torch.from_numpy(audio * gain), "targets": targets, "mask": mask}
 
 
-def _has_stems(track: Track, names: Sequence[str]) -> bool:
+def _lead_ok(track: Track, names: Sequence[str]) -> bool:
+    """Whether `track` can lend the lead remix stem (present and not silent)."""
+    x = (track.stems or {}).get(names[0])
+    return x is not None and bool(np.any(x))
+
+
+def _rest_ok(track: Track, names: Sequence[str]) -> bool:
+    """Whether `track` can lend the other remix stems (at least one present, not silent)."""
     stems = track.stems or {}
-    return all(n in stems and bool(np.any(stems[n])) for n in names)
+    return any(n in stems and bool(np.any(stems[n])) for n in names[1:])
+
+
+def _normalised(w: np.ndarray) -> np.ndarray:
+    return w / max(float(w.sum()), 1e-12)
 
 
 def collate_excerpts(items: list[dict]) -> dict:
@@ -157,6 +211,8 @@ class MirDataModule(pl.LightningDataModule):
             tracks (see `CropDataset`); 0 turns remixing off.
         remix_stems: stems that sum to a mixture; the first comes from one track, the
             rest from another.
+        remix_gain_db: independent random gain (+- dB) of each remixed stem.
+        remix_semitones: random pitch shift (+- semitones) of the remixed lead stem.
         max_eval_tracks: cap on validation/test tracks (None = all).
         tags: the datasets' tag vocabulary (read by the tagging task's config).
 
@@ -179,6 +235,8 @@ class MirDataModule(pl.LightningDataModule):
         gain_db: float = 0.0,
         remix_prob: float = 0.0,
         remix_stems: Sequence[str] = ("vocals", "accompaniment"),
+        remix_gain_db: float = 0.0,
+        remix_semitones: float = 0.0,
         max_eval_tracks: int | None = None,
         tags: Sequence[str] | None = None,
     ) -> None:
@@ -194,6 +252,8 @@ class MirDataModule(pl.LightningDataModule):
         self.gain_db = float(gain_db)
         self.remix_prob = float(remix_prob)
         self.remix_stems = tuple(remix_stems)
+        self.remix_gain_db = float(remix_gain_db)
+        self.remix_semitones = float(remix_semitones)
         self.max_eval_tracks = max_eval_tracks
         self.tags = list(tags) if tags is not None else None
         self.tasks: dict[str, Task] = {}
@@ -255,6 +315,8 @@ class MirDataModule(pl.LightningDataModule):
                 self.gain_db,
                 self.remix_prob,
                 self.remix_stems,
+                self.remix_gain_db,
+                self.remix_semitones,
             )
 
     def set_epoch(self, epoch: int) -> None:

@@ -256,10 +256,16 @@ class MDBDrums(Dataset):
             "audio_path": str(path),
             "annotation_path": str(ann),
         }
+        # the drum-only stem has no vocals: it is accompaniment (remix material); the full
+        # mix's vocals are not annotated here, so it has no stems
+        stems = None
+        if self.audio_source == "drum_only":
+            stems = {"vocals": np.zeros_like(audio), "accompaniment": audio.copy()}
         return Track(
             name=track_id,
             audio=audio,
             sr=self.sr,
+            stems=stems,
             onsets=onsets,
             beats=beats,
             downbeats=downbeats,
