@@ -106,3 +106,46 @@ def test_bad_remix_settings_are_clear_errors() -> None:
         CropDataset(tracks, tasks, 40, fe.hop, 2, 0, remix_prob=1.0, remix_semitones=12.0)
     with pytest.raises(DatasetError, match="at least two stems"):
         CropDataset(tracks, tasks, 40, fe.hop, 2, 0, remix_prob=1.0, remix_stems=["vocals"])
+
+
+def test_pool_experiment_remixes_real_stems_across_datasets(compose, fixtures_dir, tmp_path):
+    """experiment=jansson_unet_pool on the fixtures: solo singing (vocadito) and a multitrack
+    (MedleyDB) lend vocals, a drum-only stem (MDB-Drums) and the multitrack lend
+    accompaniment, and every remix pairs two different recordings."""
+    from hydra.utils import instantiate
+
+    roots = {k: fixtures_dir / k for k in ("medleydb", "vocadito", "mdb_drums")}
+    if not all(r.is_dir() for r in roots.values()):
+        pytest.skip("medleydb, vocadito or mdb_drums fixture not found")
+    cfg = compose(
+        [
+            "experiment=jansson_unet_pool",
+            "~data.datasets.musdb18",
+            "~data.datasets.embedded",
+            *(f"data.datasets.{k}.root={v}" for k, v in roots.items()),
+            "data.crop_seconds=2.0",
+        ],
+        tmp_path,
+    )
+    dm = instantiate(cfg.data)
+    fe, tasks = _task()
+    dm.bind(tasks)
+    dm.setup("fit")
+    ds = dm._train
+    assert ds is not None
+    assert ds.remix_prob == pytest.approx(0.8)
+    assert {t.name for t in ds.tracks} == {
+        "medleydb/MusicDelta_Reggae",
+        "vocadito/vocadito_1",
+        "mdb_drums/MusicDelta_Punk",
+    }
+    leads, rests = set(), set()
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        track, _ = ds._remix(rng)
+        a, b = track.name.removeprefix("remix:").split("+")
+        assert a != b
+        leads.add(a)
+        rests.add(b)
+    assert leads == {"medleydb/MusicDelta_Reggae", "vocadito/vocadito_1"}
+    assert rests == {"medleydb/MusicDelta_Reggae", "mdb_drums/MusicDelta_Punk"}
