@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from mir.bsseval import bss_eval_v4, frame_median, si_sdr, si_sdr_improvement
 from mir.data.datamodule import CropDataset, MirDataModule
 from mir.data.track import Track
-from mir.errors import ConfigError
+from mir.errors import AudioError, ConfigError
 from mir.frontend import HarmonicCQT
 from mir.inference import infer_track
 from mir.models.features import Features
@@ -373,3 +374,110 @@ def test_medleydb_fixture_has_a_vocal_stem_for_separation(fixtures_dir: Path) ->
     np.testing.assert_allclose(
         track.stems["vocals"] + track.stems["accompaniment"], track.audio, atol=0.05
     )
+
+
+# metrics: SI-SDR and BSSEval v4 (mir.bsseval) ---------------------------------------------------
+
+
+def _labelled_track(n: int = 3 * SR, seed: int = 0) -> Track:
+    rng = np.random.default_rng(seed)
+    vocals = _sines(n, (220.0, 330.0)) + 0.01 * rng.standard_normal(n)  # stationary
+    accompaniment = 0.2 * rng.standard_normal(n)
+    stems = {"vocals": vocals.astype(np.float32), "accompaniment": accompaniment.astype(np.float32)}
+    return Track(
+        name="synthetic", audio=stems["vocals"] + stems["accompaniment"], sr=SR, stems=stems
+    )
+
+
+def _orthogonal_noise(ref: np.ndarray, ratio: float, seed: int = 0) -> np.ndarray:
+    """Zero-mean noise orthogonal to the zero-mean `ref`, with energy |ref|^2 / ratio."""
+    r = ref - ref.mean()
+    e = np.random.default_rng(seed).standard_normal(len(ref))
+    e -= e.mean()
+    e -= (e @ r) / (r @ r) * r
+    return e * np.sqrt((r @ r) / ratio / (e @ e))
+
+
+@pytest.mark.parametrize("ratio", [0.1, 1.0, 100.0])
+def test_si_sdr_of_reference_plus_orthogonal_noise_is_the_energy_ratio(ratio: float) -> None:
+    ref = _sines(SR, (440.0,)) + 0.3  # an offset: SI-SDR is zero-mean
+    est = ref + _orthogonal_noise(ref, ratio)
+    assert si_sdr(ref, est) == pytest.approx(10 * np.log10(ratio), abs=1e-9)
+
+
+def test_si_sdr_is_per_channel_and_invariant_to_scaling_the_estimate() -> None:
+    ref = np.stack([_sines(SR, (440.0,)), _sines(SR, (300.0, 500.0))])  # (C, N)
+    est = ref + np.stack([_orthogonal_noise(ref[0], 10.0), _orthogonal_noise(ref[1], 2.0, 1)])
+    expected = 10 * np.log10([10.0, 2.0])
+    for gain in (1.0, 0.01, 37.0):
+        np.testing.assert_allclose(si_sdr(ref[None], gain * est[None]), [expected], atol=1e-9)
+    # a silent reference or estimate is undefined, a perfect estimate finite and very high
+    assert np.isnan(si_sdr(np.zeros(SR), est[0]))
+    assert np.isnan(si_sdr(ref[0], np.full(SR, 0.5)))  # only DC: silent once zero-mean
+    assert 250.0 < si_sdr(ref[0], ref[0]) < np.inf
+
+
+def test_metrics_reject_mismatched_or_empty_signals() -> None:
+    with pytest.raises(AudioError, match=r"estimate's shape \(2, 99\).*\(2, 100\)"):
+        si_sdr(np.ones((2, 100)), np.ones((2, 99)))
+    with pytest.raises(AudioError, match="empty"):
+        bss_eval_v4(np.zeros((2, 0)), np.zeros((2, 0)), SR)
+    with pytest.raises(AudioError, match="NaN"):
+        bss_eval_v4(np.ones((1, 100)), np.full((1, 100), np.nan), SR)
+    with pytest.raises(AudioError, match="mixture"):
+        si_sdr_improvement(np.ones((2, 100)), np.ones((2, 100)), np.ones(99))
+
+
+def test_task_scores_si_sdr_and_no_improvement_for_the_mixture() -> None:
+    task = SeparationTask()
+    track = _labelled_track()
+    base = task.evaluate_track(track, task.baseline(track))
+    for s in task.sources:
+        assert base[f"{s}/SI-SDRi"] == 0.0
+        assert base[f"{s}/NSDR"] == pytest.approx(0.0, abs=1e-6)
+        assert f"{s}/museval-SDR" not in base  # off by default
+    # the mixture's SI-SDR is the stems' energy ratio (independent noise: nearly orthogonal)
+    v, a = (track.stems[k].astype(np.float64) for k in task.sources)
+    ratio = np.sum((v - v.mean()) ** 2) / np.sum((a - a.mean()) ** 2)
+    assert base["vocals/SI-SDR"] == pytest.approx(10 * np.log10(ratio), abs=0.1)
+    # halving the mixture changes nothing; the true stems score very high
+    half = task.evaluate_track(track, 0.5 * task.baseline(track))
+    assert half["vocals/SI-SDR"] == pytest.approx(base["vocals/SI-SDR"], abs=1e-9)
+    oracle = task.evaluate_track(track, np.stack([v, a]))
+    for s in task.sources:
+        assert oracle[f"{s}/SI-SDR"] > 250.0
+        assert oracle[f"{s}/SI-SDRi"] > 200.0
+
+
+def test_museval_option_adds_bss_eval_v4_medians(compose, tmp_path: Path) -> None:
+    cfg = compose(["task=separation", "task.separation.museval=true"], tmp_path)
+    task = mir_instantiate(cfg.task.separation)
+    assert task.museval
+    track = _labelled_track()
+    v, a = (track.stems[k] for k in task.sources)
+    est = np.stack([v + 0.3 * a, a + 0.1 * v])
+    scores = task.evaluate_track(track, est)
+    keys = [f"{s}/museval-{m}" for s in task.sources for m in ("SDR", "SIR", "ISR", "SAR")]
+    assert set(keys) <= set(scores)
+    assert all(np.isfinite(scores[k]) for k in keys), scores
+    # vocals leak 0.3 of the accompaniment: interference dominates, as in v3
+    assert scores["vocals/museval-SIR"] == pytest.approx(scores["vocals/SIR"], abs=1.0)
+    assert scores["vocals/museval-SAR"] > 60.0
+    oracle = task.evaluate_track(track, np.stack([v, a]))
+    assert all(oracle[k] > 60.0 for k in keys if not k.endswith("ISR")), oracle
+
+
+def test_bss_eval_v4_frames_mono_and_silence() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 3 * SR + 100))  # a partial last frame: dropped
+    est = ref + 0.1 * rng.standard_normal(ref.shape)
+    est[:, SR : 2 * SR] = 0.0  # a silent estimate frame: NaN for every source
+    mono = bss_eval_v4(ref, est, SR)
+    one_channel = bss_eval_v4(ref[:, None], est[:, None], SR)
+    for m in ("SDR", "ISR", "SIR", "SAR"):
+        assert mono[m].shape == (2, 3)
+        np.testing.assert_array_equal(np.isnan(mono[m]), [[False, True, False]] * 2)
+        np.testing.assert_allclose(mono[m], one_channel[m], atol=1e-9)
+    med = frame_median(mono)
+    np.testing.assert_allclose(med["SDR"], np.nanmean(mono["SDR"], axis=1))  # two frames
+    assert np.all(np.isnan(frame_median({"SDR": np.full((2, 3), np.nan)})["SDR"]))

@@ -9,9 +9,19 @@ Conventions:
     * The STFT is the front end's (`frontend.stft`, same hop as the HCQT); estimates use
       the mixture phase and are inverted with `frontend.istft` to the input length.
     * Loss: L1 between the masked mixture magnitude and each source's magnitude.
-    * Evaluation: `mir_eval.separation.bss_eval_sources` on the full track, without
-      permutation, giving ``<source>/SDR``, ``/SIR``, ``/SAR`` in dB, plus
-      ``<source>/NSDR``: the SDR gain over using the mixture as the estimate.
+    * Evaluation, on the full track at the front end's rate (mono downmix), without
+      permutation, in dB:
+        - `mir_eval.separation.bss_eval_sources` (BSSEval v3): ``<source>/SDR``, ``/SIR``,
+          ``/SAR``, plus ``<source>/NSDR``: the SDR gain over using the mixture as the
+          estimate;
+        - ``<source>/SI-SDR``: scale-invariant SDR (Le Roux et al., "SDR - half-baked or
+          well done?", ICASSP 2019; zero-mean), and ``<source>/SI-SDRi``: its gain over
+          the mixture as the estimate (`mir.bsseval.si_sdr`);
+        - with ``museval=True`` (slower), ``<source>/museval-SDR``, ``-SIR``, ``-ISR``,
+          ``-SAR``: BSSEval v4 as museval and SiSEC 2018 compute it (time-invariant
+          512-tap filters, 1-s frames and hops, median over the frames where no reference
+          or estimate is silent; `mir.bsseval.museval_scores`). On a mono signal these
+          are not comparable with SiSEC's stereo 44.1-kHz numbers.
     * With ``unet`` set (``model=unet_jansson``, ``experiment=jansson_unet``), the head is the
       published U-Net (`mir.models.unet.JanssonUNet`): its own 8192-Hz STFT (window 1024,
       hop 768, 512 bins), patches of 128 frames normalised to [0, 1], and the L1 loss on
@@ -30,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mir.bsseval import museval_scores, si_sdr
 from mir.data.track import Track
 from mir.errors import ConfigError
 from mir.models.features import Features
@@ -50,6 +61,8 @@ class SeparationTask(Task):
         unet: partial constructor of `mir.models.unet.JanssonUNet` (called with
             ``n_sources``, ``frontend`` and ``trunk_channels``); replaces the default head,
             and `channels` / `dropout_levels` are then unused.
+        museval: also score each track with BSSEval v4 (``<source>/museval-SDR``, ...);
+            adds about a third to the evaluation time.
     """
 
     target_kind = "samples"
@@ -63,6 +76,7 @@ class SeparationTask(Task):
         channels: Sequence[int] = (16, 32, 64, 128),
         dropout_levels: int = 0,
         unet: Callable[..., JanssonUNet] | None = None,
+        museval: bool = False,
     ) -> None:
         super().__init__(name, weight)
         self.sources = tuple(sources)
@@ -71,6 +85,7 @@ class SeparationTask(Task):
         self.monitor = f"{self.sources[0]}/SDR"
         self.unet_factory = unet
         self.unet: JanssonUNet | None = None  # the built Jansson head, read by loss/decode
+        self.museval = bool(museval)
 
     def build_head(self, trunk_channels: int) -> nn.Module:
         if self.unet_factory is None:
@@ -173,12 +188,20 @@ class SeparationTask(Task):
         sdr, sir, sar, _ = mir_eval.separation.bss_eval_sources(ref, est, False)
         mix = np.repeat(np.asarray(track.audio, np.float64)[None, :n], len(self.sources), 0)
         sdr_mix, _, _, _ = mir_eval.separation.bss_eval_sources(ref, mix, False)
+        si = si_sdr(ref, est)
+        si_mix = si_sdr(ref, mix)
+        v4 = museval_scores(ref, est, track.sr) if self.museval else {}
         out = {}
         for i, s in enumerate(self.sources):
             out[f"{s}/SDR"] = float(sdr[i])
             out[f"{s}/SIR"] = float(sir[i])
             out[f"{s}/SAR"] = float(sar[i])
             out[f"{s}/NSDR"] = float(sdr[i] - sdr_mix[i])
+            out[f"{s}/SI-SDR"] = float(si[i])
+            out[f"{s}/SI-SDRi"] = float(si[i] - si_mix[i])
+            for m in ("SDR", "SIR", "ISR", "SAR"):
+                if m in v4:
+                    out[f"{s}/museval-{m}"] = float(v4[m][i])
         return out
 
     def baseline(self, track: Track) -> np.ndarray:
