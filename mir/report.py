@@ -70,7 +70,7 @@ def score_table(
     scores: Mapping[str, Mapping[str, float]],
     baseline: Mapping[str, Mapping[str, float]] | None = None,
     title: str = "",
-    max_rows_per_task: int = 12,
+    max_rows_per_task: int = 24,
 ) -> str:
     """A plain-text table: task, metric, model score (and baseline)."""
     rows: list[tuple[str, ...]] = [
@@ -85,6 +85,23 @@ def score_table(
                 row += (fmt_score(baseline.get(task, {}).get(k)),)
             rows.append(row)
     return text_table(rows, title)
+
+
+def median_scores(per_track: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict:
+    """Per task, the median over tracks of each numeric score (NaN ignored), as the MUSDB18
+    literature reports separation; tracks are rows ``{"track": name, metric: value}``."""
+    out: dict[str, dict[str, float]] = {}
+    for task, rows in per_track.items():
+        keys = dict.fromkeys(k for r in rows for k in r if k != "track")
+        med = {}
+        for k in keys:
+            vals = [float(r[k]) for r in rows if isinstance(r.get(k), (int, float))]
+            vals = sorted(v for v in vals if not math.isnan(v))
+            if vals:
+                n = len(vals)
+                med[k] = vals[n // 2] if n % 2 else 0.5 * (vals[n // 2 - 1] + vals[n // 2])
+        out[task] = med
+    return out
 
 
 def text_table(rows: Sequence[Sequence[str]], title: str = "") -> str:

@@ -50,7 +50,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Build everything from `cfg`, fit, test, print and save the score tables."""
     import pytorch_lightning as pl
 
-    from mir.report import baseline_scores, score_table, write_json
+    from mir.report import baseline_scores, median_scores, score_table, write_json
 
     if not cfg.get("task"):
         raise ConfigError("no task selected: use task=<name> or task=[a,b]")
@@ -85,6 +85,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
         result["test"] = module.results.get("test", {})
         result["test_per_track"] = module.per_track.get("test", {})
+        result["test_median"] = median_scores(result["test_per_track"])
         base = None
         if not trainer.is_global_zero:  # under DDP every rank holds the same scores
             return result

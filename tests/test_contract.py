@@ -16,7 +16,15 @@ from mir.train import instantiate as mir_instantiate
 from tests.conftest import DATASETS, TASKS
 
 EXPECTED_KEYS = {
-    "separation": {"vocals/SDR", "vocals/SIR", "vocals/SAR", "vocals/NSDR", "accompaniment/SDR"},
+    "separation": {
+        "vocals/SDR",
+        "vocals/SIR",
+        "vocals/SAR",
+        "vocals/NSDR",
+        "vocals/SI-SDR",
+        "vocals/SI-SDRi",
+        "accompaniment/SDR",
+    },
     "melody": {
         "Overall Accuracy",
         "Raw Pitch Accuracy",

@@ -14,9 +14,22 @@ from mir.evaluate import summarise
 from tests._ckpt import embedded_overrides, trained_ckpt, trained_module  # noqa: F401
 
 EXPECTED_KEYS = {
-    "separation": {"vocals/SDR", "vocals/SIR", "vocals/SAR", "vocals/NSDR", "accompaniment/SDR"},
-    "melody": {"Overall Accuracy", "Raw Pitch Accuracy", "Raw Chroma Accuracy",
-               "Voicing Recall", "Voicing False Alarm"},
+    "separation": {
+        "vocals/SDR",
+        "vocals/SIR",
+        "vocals/SAR",
+        "vocals/NSDR",
+        "vocals/SI-SDR",
+        "vocals/SI-SDRi",
+        "accompaniment/SDR",
+    },
+    "melody": {
+        "Overall Accuracy",
+        "Raw Pitch Accuracy",
+        "Raw Chroma Accuracy",
+        "Voicing Recall",
+        "Voicing False Alarm",
+    },
     "multif0": {"Accuracy", "Precision", "Recall"},
     "drums": {"kick/F-measure", "snare/F-measure", "hihat/F-measure", "mean/F-measure"},
     "tagging": {"ROC-AUC", "PR-AUC", "P@1"},
@@ -24,8 +37,12 @@ EXPECTED_KEYS = {
 
 
 def test_summarise_mean_median_and_set_level():
-    rows = [{"track": "a", "x": 1.0}, {"track": "b", "x": 2.0}, {"track": "c", "x": 9.0},
-            {"track": "d", "x": math.nan}]
+    rows = [
+        {"track": "a", "x": 1.0},
+        {"track": "b", "x": 2.0},
+        {"track": "c", "x": 9.0},
+        {"track": "d", "x": math.nan},
+    ]
     out = summarise(rows, {"x": 0.0, "AUC": 0.75})
     assert out == {"x": {"mean": 4.0, "median": 2.0, "n": 3}, "AUC": {"value": 0.75}}
 
@@ -36,8 +53,9 @@ def evaluated(trained_ckpt, embedded_root, tmp_path_factory):  # noqa: F811
 
     out = tmp_path_factory.mktemp("eval")
     overrides = [*embedded_overrides(embedded_root), "data.max_eval_tracks=3"]
-    result = run(str(trained_ckpt), "embedded", split="train", output=str(out),
-                 data_overrides=overrides)
+    result = run(
+        str(trained_ckpt), "embedded", split="train", output=str(out), data_overrides=overrides
+    )
     return out, result
 
 

@@ -106,3 +106,16 @@ def test_cli_joins_several_multiruns(multirun: Path, tmp_path: Path, capsys) -> 
     assert lines[0].startswith("| job | heads | overrides | multif0 Acc | melody OA")
     assert lines[-1].startswith("| seed1/0 | melody | seed=1 | - | **0.750** |")
     assert len(lines) == 2 + 5
+
+
+def test_median_scores_over_tracks_ignore_nan_and_names() -> None:
+    from mir.report import median_scores
+
+    rows = [
+        {"track": "a", "vocals/SDR": 1.0, "vocals/SIR": float("nan")},
+        {"track": "b", "vocals/SDR": 5.0, "vocals/SIR": 2.0},
+        {"track": "c", "vocals/SDR": 3.0, "vocals/SIR": 4.0},
+        {"track": "d", "vocals/SDR": 100.0},
+    ]
+    med = median_scores({"separation": rows})
+    assert med == {"separation": {"vocals/SDR": 4.0, "vocals/SIR": 3.0}}
