@@ -48,7 +48,7 @@ def test_tags_vocabulary_equals_yaml() -> None:
     assert tuple(cfg.tags) == E.EMBEDDED_TAGS
     assert cfg.datasets.embedded._target_ == "mir.data.embedded.EmbeddedDataset"
     assert set(cfg.datasets.embedded) == {
-        "_target_", "root", "sr", "hop", "n_pieces", "max_duration", "seed",
+        "_target_", "root", "sr", "hop", "n_pieces", "max_duration", "seed", "voice",
     }  # fmt: skip
 
 

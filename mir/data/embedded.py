@@ -11,13 +11,16 @@ Conventions:
       part, the melody), ``alto``, ``tenor`` (middle parts; a 3-part piece has no tenor) and
       ``bass`` (the lowest part). Pieces have 2 to 4 parts.
     * Stems: ``soprano``, ``alto``, ``tenor``, ``bass``, ``drums`` (silent where the piece has
-      no such part), ``vocals`` (= ``soprano``, always on a GM voice patch) and
+      no such part), ``vocals`` (= ``soprano``, on a GM voice patch, or sung by the formant
+      synthesiser of `mir.data.singing` with ``voice="formant"``) and
       ``accompaniment`` (= alto + tenor + bass + drums). The mix is exactly
       ``vocals + accompaniment``, float32, peak normalised to 0.9 with one gain for all stems.
     * f0: ``melody`` and ``vocal`` are the soprano's f0, ``bass`` the bass part's, on frames
       ``k * hop / sr`` s, in Hz (equal temperament, A4 = 440 Hz, transposition included),
       0 Hz where unvoiced. Within a part holding a chord, melody takes its top note and bass
-      its bottom note. ``multif0`` lists every sounding pitched note per frame.
+      its bottom note. ``multif0`` lists every sounding pitched note per frame. With
+      ``voice="formant"`` the soprano's f0 (in ``melody``, ``vocal`` and ``multif0``) is the
+      pitch actually sung: vibrato and glides included.
     * Drum onsets: ``kick`` (GM 36), ``snare`` (38, ghost notes included) and ``hihat``
       (closed 42 and open 46), in s. About 20% of pieces have no drums: their onset arrays are
       empty, which is a real "no drums" label.
@@ -52,6 +55,7 @@ import numpy as np
 
 from mir.audio import atomic_write, load_audio, resample, write_wav
 from mir.data.base import SPLITS, Dataset, check_split
+from mir.data.singing import CONTROL_HOP, sing
 from mir.data.track import Track
 from mir.errors import DatasetError
 
@@ -597,10 +601,19 @@ def has_drum_part(corpus_path: str, seed: int) -> bool:
 
 
 def render_piece(
-    cand: Candidate, rank: int, seed: int, sr: int, hop: int, max_duration: float
+    cand: Candidate,
+    rank: int,
+    seed: int,
+    sr: int,
+    hop: int,
+    max_duration: float,
+    voice: str = "gm",
 ) -> RenderedPiece:
     """Render one corpus piece: every random choice comes from (seed, corpus path), and the
     tempo class from the piece's rank in the seeded order (so classes are balanced).
+    `voice`: ``gm`` sings the soprano on a GM voice patch, ``formant`` with
+    `mir.data.singing.sing` (vibrato, glides, vowels, consonants), at the GM line's level;
+    the other parts, drums and every other choice are the same for both.
 
     Raises:
         DatasetError: the score has fewer than two parts with notes.
@@ -672,6 +685,19 @@ def render_piece(
         stems[role] = _render(midi, n_samples, sr)
     if drums:
         stems["drums"] = _render(_midi_bytes(drums, 0, tempo_us, end_tick, True), n_samples, sr)
+    sung_f0 = None
+    if voice == "formant":  # on its own random stream: the rest of the piece is unchanged
+        vdigest = hashlib.sha256(f"voice:{seed}:{cand.corpus_path}".encode()).digest()
+        vrng = np.random.default_rng(int.from_bytes(vdigest[:8], "big"))
+        sop = [
+            (n.start * sec_per_tick, n.end * sec_per_tick, n.pitch, n.velocity)
+            for n in parts["soprano"]
+        ]
+        sung, sung_f0 = sing(sop, n_samples, sr, vrng)
+        ref = float(np.sqrt(np.mean(stems["soprano"] ** 2)))  # the GM line's level
+        stems["soprano"] = sung * np.float32(ref / max(float(np.sqrt(np.mean(sung**2))), 1e-9))
+    elif voice != "gm":
+        raise DatasetError(f"embedded dataset: voice must be 'gm' or 'formant', got {voice!r}")
     if last_end * sec_per_tick > max_duration:  # cropped mid-note: fade out
         fade = min(round(FADE_S * sr), n_samples)
         ramp = np.linspace(1.0, 0.0, fade, dtype=np.float32)
@@ -689,8 +715,16 @@ def render_piece(
         role: _hz(_frame_f0(notes, n_frames, frame_ticks, top=role != "bass"))
         for role, notes in parts.items()
     }
-    all_notes = [n for notes in parts.values() for n in notes]
-    multif0 = _multif0(all_notes, n_frames, frame_ticks)
+    if sung_f0 is None:
+        all_notes = [n for notes in parts.values() for n in notes]
+        multif0 = _multif0(all_notes, n_frames, frame_ticks)
+    else:  # the sung f0 (vibrato and glides included) replaces the soprano's notes
+        ctl = np.minimum(np.round(times * sr / CONTROL_HOP).astype(int), len(sung_f0) - 1)
+        part_f0["soprano"] = sung_f0[ctl]
+        others = [n for role, notes in parts.items() if role != "soprano" for n in notes]
+        multif0 = _multif0(others, n_frames, frame_ticks)
+        for k in np.flatnonzero(part_f0["soprano"]):
+            multif0[k] = sorted([*multif0[k], float(part_f0["soprano"][k])])
     onsets: dict[str, list[float]] = {"kick": [], "snare": [], "hihat": []}
     for name in onsets:
         ticks = sorted({n.start for n in drums if DRUM_CLASSES[n.pitch] == name})
@@ -729,7 +763,9 @@ def render_piece(
             "tempo_class": tempo_class,
             "time_signature": str(ts.ratioString),
             "mode": mode,
-            "programs": {r: PROGRAMS[p][0] for r, p in programs.items()},
+            "programs": {r: PROGRAMS[p][0] for r, p in programs.items()}
+            | ({"soprano": "formant singer"} if voice == "formant" else {}),
+            "voice": voice,
             "gm_programs": programs,
             "drums": bool(drums),
             "gain": gain,
@@ -882,6 +918,9 @@ class EmbeddedDataset(Dataset):
         max_duration: each piece is cropped to at most this many seconds.
         seed: drives piece order, tempo, transposition, instruments and drums.
         hop: frame hop in samples of the f0 annotations.
+        voice: how the vocal line is sung: ``gm`` (a GM voice patch) or ``formant``
+            (`mir.data.singing`: vibrato, glides, vowels and consonants, with the sung f0
+            as the annotation); each has its own cache folder.
     """
 
     def __init__(
@@ -892,8 +931,12 @@ class EmbeddedDataset(Dataset):
         max_duration: float = 30.0,
         seed: int = 0,
         hop: int = 256,
+        voice: str = "gm",
     ) -> None:
         super().__init__(sr)
+        if voice not in ("gm", "formant"):
+            raise DatasetError(f"embedded dataset: voice must be 'gm' or 'formant', got {voice!r}")
+        self.voice = voice
         if n_pieces < 1:
             raise DatasetError(f"embedded dataset: n_pieces must be >= 1, got {n_pieces}")
         if max_duration <= 0 or hop < 1:
@@ -905,13 +948,15 @@ class EmbeddedDataset(Dataset):
         base = Path(root).expanduser() if root not in (None, "") else default_root()
         self.cache_dir = base / (
             f"v{FORMAT_VERSION}-sr{self.sr}-hop{self.hop}-dur{self.max_duration:g}-seed{self.seed}"
+            + ("" if voice == "gm" else f"-voice{voice}")
         )
         self._splits: dict[str, str] | None = None  # track id -> split
 
     def __repr__(self) -> str:
         return (
             f"EmbeddedDataset(sr={self.sr}, n_pieces={self.n_pieces}, "
-            f"max_duration={self.max_duration:g}, seed={self.seed}, cache={self.cache_dir})"
+            f"max_duration={self.max_duration:g}, seed={self.seed}, voice={self.voice}, "
+            f"cache={self.cache_dir})"
         )
 
     def _order(self) -> list[Candidate]:
@@ -952,7 +997,9 @@ class EmbeddedDataset(Dataset):
                 continue
             t0 = time.perf_counter()
             try:
-                piece = render_piece(cand, rank, self.seed, self.sr, self.hop, self.max_duration)
+                piece = render_piece(
+                    cand, rank, self.seed, self.sr, self.hop, self.max_duration, self.voice
+                )
             except Exception as exc:  # a score music21 or the renderer cannot handle
                 log.warning("embedded: skipping %s (%s)", cand.corpus_path, exc)
                 atomic_write(folder / SKIPPED, lambda tmp, e=exc: Path(tmp).write_text(str(e)))
