@@ -4,10 +4,11 @@ Two steps, in two environments (nussl is a peer tool, never a project dependency
 
 1. In the project's venv, write our estimates (stereo, 44.1 kHz, as the references):
        python benchmarks/peer_nussl.py write --ckpt <run>/checkpoints/<x>.ckpt \\
-           --out-dir /tmp/ours_unet [--mus-root ../shared/fixtures/musdb18]
+           --out-dir /tmp/ours_unet [--mus-root ../shared/fixtures/musdb18] [--score]
    The model separates the mono downmix; its masks are applied to each channel's STFT with
    that channel's phase (`mir.predict.separate_channels`), and the result is resampled to
-   the references' 44.1 kHz.
+   the references' 44.1 kHz. ``--score`` also prints their SI-SDR with `mir.bsseval.si_sdr`
+   (the same definition as step 2's scorer; it agrees with nussl's to 1e-12 dB).
 
 2. In nussl's venv (install: ``python3.11 -m venv /work/peers/nussl &&
    /work/peers/nussl/bin/pip install torch==2.13.0 nussl "scipy<1.13" "numpy<1.24"
@@ -66,6 +67,30 @@ def write_ours(ckpt: str, out_dir: Path, mus_root: Path) -> None:
         y = np.pad(y, ((0, 0), (0, n_in - y.shape[-1])))
         sf.write(out_dir / f"{name}.wav", y.T, sr_in, subtype="FLOAT")
     print(f"wrote {', '.join(task.sources)} to {out_dir}")
+
+
+def score_ours(out_dir: Path, mus_root: Path) -> dict[str, float]:
+    """SI-SDR of our written estimates with `mir.bsseval.si_sdr` (project venv): the same
+    definition as nussl's `BSSEvalScale` (zero-mean, per channel, mean over the channels),
+    so these numbers sit in the same table as `score`'s."""
+    import soundfile as sf
+
+    from mir.bsseval import si_sdr
+
+    folder = mus_root / "train_wav" / TRACK
+    read = {k: sf.read(folder / f"{k}.wav", always_2d=True)[0].T for k in ("mixture", "vocals")}
+    refs = {"vocals": read["vocals"], "accompaniment": read["mixture"] - read["vocals"]}
+    row = {}
+    for src, ref in refs.items():
+        est = sf.read(out_dir / f"{src}.wav", always_2d=True)[0].T
+        row[f"{src}/SI-SDR"] = float(np.mean(si_sdr(ref, est)))
+        row[f"{src}/SI-SDRi"] = row[f"{src}/SI-SDR"] - float(np.mean(si_sdr(ref, read["mixture"])))
+    print(
+        f"ours ({out_dir}): vocals SI-SDR {row['vocals/SI-SDR']:6.2f} dB "
+        f"(SI-SDRi {row['vocals/SI-SDRi']:5.2f}), accompaniment SI-SDR "
+        f"{row['accompaniment/SI-SDR']:6.2f} dB"
+    )
+    return row
 
 
 def score(ours: list[str], out: Path, mus_root: Path) -> dict:
@@ -139,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--ckpt", required=True)
     w.add_argument("--out-dir", type=Path, required=True)
     w.add_argument("--mus-root", type=Path, default=DEFAULT_MUS)
+    w.add_argument("--score", action="store_true", help="also print SI-SDR (mir.bsseval)")
     s = sub.add_parser("score", help="run nussl and score every system (nussl venv)")
     s.add_argument("--ours", action="append", default=[], help="name=folder of our wavs")
     s.add_argument("--mus-root", type=Path, default=DEFAULT_MUS)
@@ -146,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.cmd == "write":
         write_ours(args.ckpt, args.out_dir, args.mus_root)
+        if args.score:
+            score_ours(args.out_dir, args.mus_root)
     else:
         score(args.ours, args.out, args.mus_root)
 
