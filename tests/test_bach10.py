@@ -13,6 +13,7 @@ import soundfile as sf
 
 from mir.data.bach10 import FIRST_FRAME_S, HOP_S, PARTS, Bach10
 from mir.errors import DatasetError
+from tests._pitch import harmonic_sum_f0
 
 SR = 22050
 
@@ -89,29 +90,13 @@ def test_golden_f0_matches_raw_mat(bach10: Bach10, bach10_root: Path) -> None:
     np.testing.assert_allclose(track.f0["bass"][1][voiced], 440 * 2 ** ((raw[3][voiced] - 69) / 12))
 
 
-def _harmonic_sum_f0(x: np.ndarray, sr: int, centres: np.ndarray, n_fft: int = 2048) -> np.ndarray:
-    """Per frame, the candidate f0 (55-2000 Hz, 5-cent grid) with the largest weighted
-    sum of spectral magnitude at its first 5 harmonics."""
-    pad = np.pad(x, (n_fft // 2, n_fft // 2))
-    starts = np.round(centres * sr).astype(int)
-    frames = np.stack([pad[s : s + n_fft] for s in starts]) * np.hanning(n_fft)  # (T, n_fft)
-    mag = np.abs(np.fft.rfft(frames, axis=1))  # (T, F)
-    cand = 55.0 * 2 ** (np.arange(0, 6000, 5) / 1200)
-    cand = cand[cand < 2000]
-    sal = np.zeros((len(starts), len(cand)))
-    for h in range(1, 6):
-        bins = np.round(h * cand * n_fft / sr).astype(int)
-        sal += 0.8 ** (h - 1) * mag[:, bins]
-    return cand[np.argmax(sal, axis=1)]
-
-
 def test_violin_f0_agrees_with_the_violin_stem(bach10: Bach10) -> None:
     track = bach10.load("01-AchGottundHerr")
     times, f0 = track.f0["melody"]
     voiced = f0 > 0
 
     def agreement(offset: float) -> float:
-        est = _harmonic_sum_f0(track.stems["violin"], track.sr, times[voiced] + offset)
+        est = harmonic_sum_f0(track.stems["violin"], track.sr, times[voiced] + offset)
         return float(np.mean(np.abs(1200 * np.log2(est / f0[voiced])) < 50))
 
     at_annotated = agreement(0.0)

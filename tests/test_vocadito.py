@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from mir.data.vocadito import ANNOTATION_HOP_S, SPLIT, Vocadito
 from mir.errors import DatasetError
 from mir.train import instantiate as mir_instantiate
+from tests._pitch import harmonic_sum_f0
 
 SR = 22050
 TRACK = "vocadito_1"
@@ -99,28 +100,12 @@ def test_golden_f0_matches_raw_csv(vocadito_root: Path, track) -> None:
     assert pitches[0] == pytest.approx(143.742)
 
 
-def _harmonic_sum_f0(x: np.ndarray, sr: int, centres: np.ndarray, n_fft: int = 2048) -> np.ndarray:
-    """Per frame, the candidate f0 (55-1500 Hz, 5-cent grid) with the largest weighted
-    sum of spectral magnitude at its first 5 harmonics."""
-    pad = np.pad(x, (n_fft // 2, n_fft // 2))
-    starts = np.round(centres * sr).astype(int)
-    frames = np.stack([pad[s : s + n_fft] for s in starts]) * np.hanning(n_fft)  # (T, n_fft)
-    mag = np.abs(np.fft.rfft(frames, axis=1))  # (T, F)
-    cand = 55.0 * 2 ** (np.arange(0, 6000, 5) / 1200)
-    cand = cand[cand < 1500]
-    sal = np.zeros((len(starts), len(cand)))
-    for h in range(1, 6):
-        bins = np.round(h * cand * n_fft / sr).astype(int)
-        sal += 0.8 ** (h - 1) * mag[:, bins]
-    return cand[np.argmax(sal, axis=1)]
-
-
 def test_f0_agrees_with_the_audio(track) -> None:
     times, f0 = track.f0["vocal"]
     voiced = np.flatnonzero(f0 > 0)[::3]  # every third voiced frame keeps it cheap
 
     def agreement(offset: float) -> float:
-        est = _harmonic_sum_f0(track.audio, track.sr, times[voiced] + offset)
+        est = harmonic_sum_f0(track.audio, track.sr, times[voiced] + offset, fmax=1500.0)
         return float(np.mean(np.abs(1200 * np.log2(est / f0[voiced])) < 50))
 
     at_annotated = agreement(0.0)
