@@ -78,3 +78,48 @@ def compose(embedded_root: Path):
         return cfg
 
     return _compose
+
+
+# mir_eval keys every task's evaluation must give (a subset of what it gives)
+EXPECTED_KEYS = {
+    "separation": {
+        "vocals/SDR",
+        "vocals/SIR",
+        "vocals/SAR",
+        "vocals/NSDR",
+        "vocals/SI-SDR",
+        "vocals/SI-SDRi",
+        "accompaniment/SDR",
+    },
+    "melody": {
+        "Overall Accuracy",
+        "Raw Pitch Accuracy",
+        "Raw Chroma Accuracy",
+        "Voicing Recall",
+        "Voicing False Alarm",
+    },
+    "bass": {"Overall Accuracy", "Raw Pitch Accuracy"},
+    "vocal": {"Overall Accuracy", "Raw Pitch Accuracy"},
+    "multif0": {"Accuracy", "Precision", "Recall"},
+    "drums": {
+        "kick/F-measure",
+        "snare/F-measure",
+        "hihat/F-measure",
+        "mean/F-measure",
+        "mean/F-measure@20ms",
+    },
+    "tagging": {"ROC-AUC", "PR-AUC", "P@1"},
+    "beats": {
+        "F-measure",
+        "Cemgil",
+        "Cemgil Best Metric Level",
+        "Goto",
+        "P-score",
+        "Correct Metric Level Continuous",
+        "Correct Metric Level Total",
+        "Any Metric Level Continuous",
+        "Any Metric Level Total",
+        "Information gain",
+        "downbeat/F-measure",
+    },
+}

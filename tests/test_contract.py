@@ -13,50 +13,7 @@ from hydra.utils import instantiate
 from mir.errors import DatasetError
 from mir.tasks.base import Window
 from mir.train import instantiate as mir_instantiate
-from tests.conftest import DATASETS, TASKS
-
-EXPECTED_KEYS = {
-    "separation": {
-        "vocals/SDR",
-        "vocals/SIR",
-        "vocals/SAR",
-        "vocals/NSDR",
-        "vocals/SI-SDR",
-        "vocals/SI-SDRi",
-        "accompaniment/SDR",
-    },
-    "melody": {
-        "Overall Accuracy",
-        "Raw Pitch Accuracy",
-        "Raw Chroma Accuracy",
-        "Voicing Recall",
-        "Voicing False Alarm",
-    },
-    "bass": {"Overall Accuracy", "Raw Pitch Accuracy"},
-    "vocal": {"Overall Accuracy", "Raw Pitch Accuracy"},
-    "multif0": {"Accuracy", "Precision", "Recall"},
-    "drums": {
-        "kick/F-measure",
-        "snare/F-measure",
-        "hihat/F-measure",
-        "mean/F-measure",
-        "mean/F-measure@20ms",
-    },
-    "tagging": {"ROC-AUC", "PR-AUC"},
-    "beats": {
-        "F-measure",
-        "Cemgil",
-        "Cemgil Best Metric Level",
-        "Goto",
-        "P-score",
-        "Correct Metric Level Continuous",
-        "Correct Metric Level Total",
-        "Any Metric Level Continuous",
-        "Any Metric Level Total",
-        "Information gain",
-        "downbeat/F-measure",
-    },
-}
+from tests.conftest import DATASETS, EXPECTED_KEYS, TASKS
 
 
 def test_every_task_has_expected_keys():
