@@ -80,8 +80,8 @@ class CropDataset(TorchDataset):
         self.remix_gain_db = float(remix_gain_db)
         self.remix_semitones = float(remix_semitones)
         # pools: tracks with the lead stem, tracks with the rest; a remix needs two tracks
-        lead = np.array([_lead_ok(t, self.remix_stems) for t in tracks], dtype=bool)
-        rest = np.array([_rest_ok(t, self.remix_stems) for t in tracks], dtype=bool)
+        lead = np.array([_lends(t, self.remix_stems[:1]) for t in tracks], dtype=bool)
+        rest = np.array([_lends(t, self.remix_stems[1:]) for t in tracks], dtype=bool)
         pairable = lead.any() and rest.any() and (lead | rest).sum() >= 2
         self.remix_prob = float(remix_prob) if pairable else 0.0
         if remix_prob > 0 and self.remix_prob == 0:
@@ -164,16 +164,10 @@ class CropDataset(TorchDataset):
         return {"audio": torch.from_numpy(audio * gain), "targets": targets, "mask": mask}
 
 
-def _lead_ok(track: Track, names: Sequence[str]) -> bool:
-    """Whether `track` can lend the lead remix stem (present and not silent)."""
-    x = (track.stems or {}).get(names[0])
-    return x is not None and bool(np.any(x))
-
-
-def _rest_ok(track: Track, names: Sequence[str]) -> bool:
-    """Whether `track` can lend the other remix stems (at least one present, not silent)."""
+def _lends(track: Track, names: Sequence[str]) -> bool:
+    """Whether `track` can lend these remix stems: at least one present and not silent."""
     stems = track.stems or {}
-    return any(n in stems and bool(np.any(stems[n])) for n in names[1:])
+    return any(n in stems and bool(np.any(stems[n])) for n in names)
 
 
 def _normalised(w: np.ndarray) -> np.ndarray:
