@@ -133,17 +133,16 @@ def sing(
 
     # harmonics, at the sample rate
     t = np.arange(n_samples)
-    f0_s = np.interp(t, np.arange(n_ctl) * CONTROL_HOP, np.where(voiced, f0, f0[idx]))
-    phase = 2 * np.pi * np.cumsum(f0_s) / sr
+    x_ctl = np.arange(n_ctl) * CONTROL_HOP
+    f0_ctl = np.where(voiced, f0, f0[idx])  # held through rests, so the phase runs on
+    phase = 2 * np.pi * np.cumsum(np.interp(t, x_ctl, f0_ctl)) / sr
     out = np.zeros(n_samples)
     f_lo = float(f0[voiced].min())
     n_harm = int(min(MAX_HARMONIC_HZ, 0.45 * sr) // f_lo)
-    f0_ctl = np.where(voiced, f0, f0[idx])
     ks = np.arange(1, n_harm + 1)
     hf = f0_ctl[:, None] * ks[None, :]  # (T, K)
     gains = _envelope(hf, table) * (ks[None, :] ** (-tilt_db / 6.02))
     gains *= (hf < min(MAX_HARMONIC_HZ, 0.45 * sr)) * amp[:, None]
-    x_ctl = np.arange(n_ctl) * CONTROL_HOP
     for k in ks:
         g = gains[:, k - 1]
         if not g.any():
