@@ -69,7 +69,7 @@ def compose_data(name: str, overrides: Sequence[str], run_cfg: Any) -> Any:
     from hydra.errors import HydraException
     from omegaconf import OmegaConf, open_dict
 
-    conf = Path(__file__).resolve().parents[1] / "conf"
+    from mir.configs import CONF as conf
     if not (conf / "data" / f"{name}.yaml").is_file():
         known = ", ".join(
             sorted(p.stem for p in (conf / "data").glob("*.yaml") if not p.stem.startswith("_"))

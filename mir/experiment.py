@@ -28,10 +28,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mir.configs import CONF
 from mir.errors import ConfigError
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
-"""The project's Hydra config folder."""
 
 SCALES = ("smoke", "full", "auto")
 

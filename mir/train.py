@@ -17,6 +17,7 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
+from mir.configs import CONF
 from mir.errors import ConfigError, MirError
 
 log = logging.getLogger("mir.train")
@@ -116,7 +117,7 @@ def finish_wandb(loggers: list[Any]) -> None:
             lg._experiment.finish()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> Any:
     try:
         result = run(cfg)
