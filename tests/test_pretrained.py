@@ -32,6 +32,11 @@ def _published(compose, tmp_path, *extra: str):
     return instantiate(cfg.model)
 
 
+def _finetuned(compose, tmp_path, *extra: str):
+    cfg = compose(["experiment=deep_salience_finetune", *extra], tmp_path, small=False)
+    return instantiate(cfg.model)
+
+
 # -- the published layout ------------------------------------------------------------------
 def test_published_layout_has_the_published_size(compose, tmp_path):
     module = _published(compose, tmp_path)
@@ -173,19 +178,7 @@ def test_architecture_mismatch_is_one_line_and_loads_nothing():
 # -- fine-tuning -----------------------------------------------------------------------------
 def test_finetune_init_and_freeze(compose, tmp_path):
     spec = "pretrained:deepsalience/melody2"
-    module = _published(
-        compose,
-        tmp_path,
-        "task=melody",
-        "task.melody.head_channels=0",
-        "task.melody.wide_channels=8",
-        "task.melody.time_kernel=3",
-        "task.melody.layout=keras",
-        f"model.trunk.init={spec}",
-        "model.trunk.freeze=true",
-        f"task.melody.init={spec}",
-        "~task.multif0",
-    )
+    module = _finetuned(compose, tmp_path, "model.trunk.freeze=true")
     ref = torch.load(pretrained.get(spec).path, weights_only=True)["state_dict"]
     for k, v in module.state_dict().items():
         if k in ref:
@@ -271,3 +264,31 @@ def test_threshold_is_swappable():
     module, _ = pretrained.load("deepsalience/vocal", threshold=0.55)
     assert float(module.model.heads["vocal"].threshold) == pytest.approx(0.55)
     assert module.tasks["vocal"].threshold == pytest.approx(0.55)
+
+
+def test_decoding_follows_the_authors_rules():
+    """On the stored Keras salience: multi-f0 = scipy's strict local maxima along frequency
+    at or above 0.3, single f0 = argmax per frame, unvoiced (0 Hz) below 0.3."""
+    from scipy.signal import argrelmax
+
+    data = np.load(GOLDEN)
+    sal = data["salience_multif0"].astype(np.float64)
+    logits = np.log(sal / (1 - sal)).astype(np.float32)
+    module, _ = pretrained.load("deepsalience/multif0")
+    task = module.tasks["multif0"]
+    fe = module.model.frontend
+    _, est = task.decode(logits, None)
+    peaks = np.zeros_like(sal, dtype=bool)
+    peaks[argrelmax(sal, axis=0)] = True
+    peaks &= sal >= 0.3
+    assert peaks.any()
+    for t, freqs in enumerate(est):
+        np.testing.assert_allclose(freqs, fe.freqs[np.nonzero(peaks[:, t])[0]])
+
+    sal = data["salience_melody2"].astype(np.float64)
+    module, _ = pretrained.load("deepsalience/melody2")
+    _, f0 = module.tasks["melody"].decode(np.log(sal / (1 - sal)).astype(np.float32), None)
+    expected = fe.freqs[sal.argmax(0)]
+    expected[sal.max(0) < 0.3] = 0.0
+    assert (expected > 0).any()
+    np.testing.assert_allclose(f0, expected)
