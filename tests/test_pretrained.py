@@ -292,3 +292,47 @@ def test_decoding_follows_the_authors_rules():
     expected[sal.max(0) < 0.3] = 0.0
     assert (expected > 0).any()
     np.testing.assert_allclose(f0, expected)
+
+
+# -- the converter (needs h5py and the authors' files beside the repository) -----------------
+@pytest.fixture(scope="module")
+def keras_weights() -> Path:
+    pytest.importorskip("h5py")
+    root = Path(__file__).resolve().parents[2] / "shared" / "weights" / "deepsalience"
+    if not (root / "multif0.h5").is_file():
+        pytest.skip("the authors' .h5 files are not beside the repository (../shared/weights)")
+    return root
+
+
+def test_converter_regenerates_the_shipped_file(keras_weights, tmp_path):
+    from mir.pretrained.convert import convert
+
+    (path,) = convert(keras_weights, tmp_path, ["deepsalience/multif0"])
+    new = torch.load(path, weights_only=True)
+    old = torch.load(pretrained.get("deepsalience/multif0").path, weights_only=True)
+    assert new["mir_config"] == old["mir_config"]
+    assert new["state_dict"].keys() == old["state_dict"].keys()
+    for k, v in old["state_dict"].items():
+        assert torch.equal(new["state_dict"][k], v), k
+
+
+def test_converter_rejects_bad_files_in_one_line(keras_weights, tmp_path):
+    import h5py
+
+    from mir.pretrained.convert import convert
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "multif0.h5").write_bytes((keras_weights / "multif0.h5").read_bytes()[:4096])
+    with pytest.raises(ConfigError, match=r"multif0\.h5: not an HDF5 file") as e:
+        convert(src, tmp_path / "out", ["deepsalience/multif0"])
+    assert "\n" not in str(e.value)
+    # a file with one convolution too few (as from another architecture)
+    with h5py.File(keras_weights / "multif0.h5", "r") as f, h5py.File(src / "bass.h5", "w") as g:
+        names = [n for n in f.attrs["layer_names"] if n != b"smoothy2"]
+        g.attrs["layer_names"] = names
+        for n in names:
+            f.copy(f[n], g, name=n.decode())
+    with pytest.raises(ConfigError, match=r"bass\.h5: 11 weight layers in the file, 12 in the"):
+        convert(src, tmp_path / "out", ["deepsalience/bass"])
+    assert not (tmp_path / "out").exists()  # nothing written
