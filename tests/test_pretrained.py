@@ -103,7 +103,7 @@ def test_same_padding_is_tensorflows():
 
 
 def test_layout_rejects_unknown_values():
-    with pytest.raises(ValueError, match="layout"):
+    with pytest.raises(ConfigError, match="layout"):
         ConvTrunk(6, (8,), ((3, 3),), layout="caffe")  # type: ignore[arg-type]
 
 
@@ -189,7 +189,7 @@ def test_finetune_init_and_freeze(compose, tmp_path):
     module.train()
     assert not trunk.training  # frozen BN statistics stay the released ones
     assert module.model.heads["melody"].training
-    with pytest.raises(ValueError, match="freeze=true needs init"):
+    with pytest.raises(ConfigError, match="freeze=true needs init"):
         ConvTrunk(6, (8,), ((3, 3),), freeze=True)
 
 

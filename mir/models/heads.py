@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mir.errors import ConfigError
 from mir.models.features import Features
 from mir.models.layers import Layout, check_layout, conv_bn_relu
 
@@ -77,7 +78,7 @@ class SalienceHead(nn.Module):
 
             init_from(self, init, "head", freeze=freeze)
         elif freeze:
-            raise ValueError("salience head: freeze=true needs init=<pretrained or checkpoint>")
+            raise ConfigError("salience head: freeze=true needs init=<pretrained or checkpoint>")
 
     def train(self, mode: bool = True) -> SalienceHead:
         # a frozen head keeps its BN statistics: it stays in eval mode

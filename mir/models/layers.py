@@ -11,6 +11,8 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mir.errors import ConfigError
+
 Layout = Literal["mir", "keras"]
 """Block layout: ``mir`` = conv (no bias), BN (eps 1e-5), ReLU, odd kernels; ``keras`` = the
 published deep-salience layout (Bittner et al. 2017, Keras 2): conv with bias and ReLU, then BN
@@ -21,8 +23,9 @@ KERAS_BN_EPS = 1e-3
 
 
 def check_layout(layout: str) -> None:
+    """Raise `ConfigError` (one line) for an unknown layout."""
     if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r}: expected one of {LAYOUTS}")
+        raise ConfigError(f"layout={layout!r}: expected one of {LAYOUTS}")
 
 
 class SameConv2d(nn.Conv2d):
@@ -74,7 +77,7 @@ class ConvTrunk(nn.Module):
         kernels: (F, T) kernel size of each layer (same length as `channels`).
         layout: ``mir`` (default) or ``keras``, the published layer order (see `Layout`).
         init: initialise from a pretrained model's trunk: ``pretrained:<name>`` or the path of
-            a mir checkpoint (`mir.pretrained.load_part`); None: random initialisation.
+            a mir checkpoint (`mir.pretrained.init_from`); None: random initialisation.
         freeze: with `init`, keep these weights and BN statistics fixed while training.
     """
 
@@ -105,7 +108,7 @@ class ConvTrunk(nn.Module):
 
             init_from(self, init, "trunk", freeze=freeze)
         elif freeze:
-            raise ValueError("trunk: freeze=true needs init=<pretrained or checkpoint>")
+            raise ConfigError("trunk: freeze=true needs init=<pretrained or checkpoint>")
 
     def train(self, mode: bool = True) -> ConvTrunk:
         # a frozen trunk keeps its BN statistics: it stays in eval mode
