@@ -193,6 +193,31 @@ def test_finetune_init_and_freeze(compose, tmp_path):
         ConvTrunk(6, (8,), ((3, 3),), freeze=True)
 
 
+def test_frozen_trunk_stays_fixed_while_the_head_trains(compose, tmp_path):
+    """One optimiser step of `experiment=deep_salience_finetune` with a frozen trunk: the
+    trunk's weights and BN statistics are the released ones after it, the head's moved."""
+    module = _finetuned(compose, tmp_path, "model.trunk.freeze=true")
+    trunk_before = {k: v.clone() for k, v in module.model.trunk.state_dict().items()}
+    head_before = {k: v.clone() for k, v in module.model.heads["melody"].state_dict().items()}
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-3)
+    module.train()
+    audio = torch.randn(2, 22050) * 0.1  # 1 s of noise: any input moves BN statistics
+    outputs, feats = module.model(audio)
+    target = torch.zeros_like(outputs["melody"])
+    loss = module.tasks["melody"].loss(outputs["melody"], target, torch.tensor([True, True]), feats)
+    loss.backward()
+    opt.step()
+    for k, v in module.model.trunk.state_dict().items():
+        assert torch.equal(v, trunk_before[k]), k
+    moved = [
+        k
+        for k, v in module.model.heads["melody"].state_dict().items()
+        if not torch.equal(v, head_before[k])
+    ]
+    assert "net.0.0.weight" in moved
+    assert "net.0.2.running_mean" in moved  # the unfrozen head's BN keeps learning
+
+
 # -- golden: the port against Keras, and the models on real recordings ----------------------
 def test_port_matches_keras_outputs():
     """Same HCQT in, Keras' salience out (stored by benchmarks/check_deepsalience_port.py)."""
