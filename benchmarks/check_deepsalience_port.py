@@ -7,7 +7,7 @@ Three steps; data passes between the two Python environments through .npz files 
     #    (one example, so the log scaling's ref is the whole clip), and our end-to-end
     #    salience for each released model: mir's chunked inference (default 30 s chunks, each
     #    log-scaled against its own max) and one chunk (the authors' whole-track ref)
-    python benchmarks/check_deepsalience_port.py prepare --io /tmp/ds_port
+    python benchmarks/check_deepsalience_port.py prepare --io outputs/ds_port
     # 2. a separate venv with TensorFlow 2.15 and its bundled Keras 2 (never a project
     #    dependency):
     #      python3.11 -m venv ../venv-tf
@@ -15,11 +15,11 @@ Three steps; data passes between the two Python environments through .npz files 
     #    builds the published Keras model, loads the authors' .h5 files, and computes
     #    (a) its salience on OUR HCQT, (b) the authors' pipeline: librosa HCQT of the same
     #    samples, whole-clip ref=max log scaling, 2000-frame slices
-    ../venv-tf/bin/python benchmarks/check_deepsalience_port.py keras --io /tmp/ds_port \
+    ../venv-tf/bin/python benchmarks/check_deepsalience_port.py keras --io outputs/ds_port \
         --weights ../shared/weights/deepsalience
     # 3. project venv: port difference (same HCQT in), end-to-end difference, and mir_eval
     #    scores of both pipelines; --golden rewrites tests/data/deepsalience_keras.npz
-    python benchmarks/check_deepsalience_port.py compare --io /tmp/ds_port --golden
+    python benchmarks/check_deepsalience_port.py compare --io outputs/ds_port --golden
 
 Fixtures are read from ``$MIR_FIXTURES`` or ``../shared/fixtures``. Step 2 imports neither torch
 nor mir; it needs only numpy, h5py (through Keras), TensorFlow and librosa.
