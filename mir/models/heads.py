@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mir.errors import ConfigError
 from mir.models.features import Features
-from mir.models.layers import conv_bn_relu
+from mir.models.layers import Layout, check_layout, conv_bn_relu
 
 
 class SalienceHead(nn.Module):
@@ -32,6 +33,12 @@ class SalienceHead(nn.Module):
         freq_kernel: frequency extent of the wide kernel, in bins (made odd).
         time_kernel: time extent of the wide kernel, in frames (3 in the paper).
         threshold: initial decoding threshold (stored as a buffer).
+        layout: ``mir`` (kernels made odd, conv-BN-ReLU) or ``keras``, the published layout
+            (the 70x3 kernel kept even with TensorFlow's "same" padding, conv+ReLU then BN;
+            see `mir.models.layers.Layout`).
+        init: initialise from a pretrained model's salience head: ``pretrained:<name>`` or a
+            mir checkpoint path, ``#<head>`` appended when it has several salience heads.
+        freeze: with `init`, keep these weights and BN statistics fixed while training.
     """
 
     uses_trunk = True
@@ -45,19 +52,37 @@ class SalienceHead(nn.Module):
         freq_kernel: int = 70,
         time_kernel: int = 3,
         threshold: float = 0.3,
+        layout: Layout = "mir",
+        init: str | None = None,
+        freeze: bool = False,
     ) -> None:
         super().__init__()
+        check_layout(layout)
         # decoding threshold, tuned on validation by the task; a buffer so it is saved
         self.register_buffer("threshold", torch.tensor(float(threshold)))
         layers: list[nn.Module] = []
         if hidden > 0:  # hidden = 0: the wide layer reads the trunk directly, as published
-            layers.append(conv_bn_relu(in_channels, hidden, (3, 3)))
+            layers.append(conv_bn_relu(in_channels, hidden, (3, 3), layout))
             in_channels = hidden
+        wide = (freq_kernel, time_kernel)
+        if layout == "mir":  # odd kernels, symmetric padding
+            wide = (freq_kernel | 1, time_kernel | 1)
         layers += [
-            conv_bn_relu(in_channels, wide_channels, (freq_kernel | 1, time_kernel | 1)),
+            conv_bn_relu(in_channels, wide_channels, wide, layout),
             nn.Conv2d(wide_channels, 1, 1),
         ]
         self.net = nn.Sequential(*layers)
+        self.frozen = False
+        if init:
+            from mir.pretrained import init_from
+
+            init_from(self, init, "head", freeze=freeze)
+        elif freeze:
+            raise ConfigError("salience head: freeze=true needs init=<pretrained or checkpoint>")
+
+    def train(self, mode: bool = True) -> SalienceHead:
+        # a frozen head keeps its BN statistics: it stays in eval mode
+        return super().train(mode and not self.frozen)
 
     def forward(self, feats: Features) -> Tensor:
         """-> (B, F, T) logits."""

@@ -55,6 +55,8 @@ class SalienceTask(Task):
         head_octaves: frequency extent of the head's wide kernel, in octaves
             (70 bins at 60 bins/octave in the paper).
         time_kernel: time extent of the wide kernel in frames (3 in the paper).
+        layout, init, freeze: passed to `SalienceHead` (the published layer order;
+            initialising the head from a pretrained model, frozen or not).
     """
 
     def __init__(
@@ -68,8 +70,12 @@ class SalienceTask(Task):
         wide_channels: int = 8,
         head_octaves: float = 70 / 60,
         time_kernel: int = 3,
+        layout: str = "mir",
+        init: str | None = None,
+        freeze: bool = False,
     ) -> None:
         super().__init__(name, weight)
+        self.head_options = {"layout": layout, "init": init, "freeze": bool(freeze)}
         self.initial_threshold = float(threshold)
         self.tunes = bool(tune_threshold)
         self.head: SalienceHead | None = None
@@ -116,6 +122,7 @@ class SalienceTask(Task):
             freq_kernel=max(3, round(self.head_octaves * self.fe.bins_per_octave)),
             time_kernel=self.time_kernel,
             threshold=self.initial_threshold,
+            **self.head_options,  # type: ignore[arg-type]
         )
         return self.head
 
