@@ -707,7 +707,15 @@ class HarmonicCQT(nn.Module):
         return power.addcmul(frames.imag, frames.imag), plan.rows
 
     def _power_rows(self, audio: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, N) -> (K, B, T) |CQT|^2 of the computed bins in class order, and their rows."""
+        """(B, N) -> (K, B, T) |CQT|^2 of the computed bins in class order, and their rows.
+
+        Always in the module's dtype: autocast (mixed-precision training) is switched off here,
+        as it would run the fold's matmul in half precision.
+        """
+        with torch.autocast(audio.device.type, enabled=False):
+            return self._power_rows_fp(audio)
+
+    def _power_rows_fp(self, audio: Tensor) -> tuple[Tensor, Tensor]:
         b, n_samples = audio.shape
         audio = audio.to(self._probe.dtype)
         t = self.n_frames(n_samples)

@@ -15,6 +15,7 @@ def infer_track(
     output_kinds: dict[str, str],
     chunk_seconds: float = 30.0,
     margin_seconds: float = 3.0,
+    fast: bool = True,
 ) -> dict[str, np.ndarray]:
     """Run `model` over a whole track.
 
@@ -30,11 +31,17 @@ def infer_track(
         output_kinds: task -> ``frames`` or ``track``.
         chunk_seconds: core length of a chunk, in s.
         margin_seconds: context on each side, in s.
+        fast: run `mir.models.fused.inference_model(model)` (batch norms folded, salience heads
+            fused, channels-last; same outputs to float rounding) instead of `model`.
 
     Returns:
         task -> (..., T) frame outputs with T = `frontend.n_frames(N)`, or (...) track
         outputs.
     """
+    if fast:
+        from mir.models.fused import inference_model
+
+        model = inference_model(model)  # type: ignore[assignment]
     fe = model.frontend
     hop = fe.hop
     n = len(audio)

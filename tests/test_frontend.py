@@ -343,3 +343,14 @@ def test_busy_elsewhere_is_a_core_count() -> None:
 def test_invalid_threads_raise(threads: object) -> None:
     with pytest.raises(ValueError, match="threads"):
         tiny(threads=threads)
+
+
+def test_autocast_does_not_change_the_hcqt() -> None:
+    """Mixed-precision training runs the front end under autocast; it stays float32."""
+    fe = tiny()
+    x = torch.randn(2, 9000) * 0.1
+    ref = fe(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fe(x.clone().requires_grad_(True))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.detach(), ref, rtol=1e-5, atol=1e-6)
