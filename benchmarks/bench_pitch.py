@@ -91,7 +91,9 @@ def build_module(ckpt: str | None = None, overrides: str = "") -> tuple[Any, str
     return instantiate(cfg.model).eval(), " ".join(["experiment=multitask_f0", *extra])
 
 
-def ours_once(module: Any, path: Path, fast: bool = True) -> float:
+def ours_once(
+    module: Any, path: Path, fast: bool = True, dtype: torch.dtype = torch.float32
+) -> float:
     from mir.audio import load_audio
     from mir.data.track import Track
     from mir.inference import infer_track
@@ -101,7 +103,7 @@ def ours_once(module: Any, path: Path, fast: bool = True) -> float:
     audio = load_audio(path, fe.sr)
     kinds = {name: task.output_kind for name, task in module.tasks.items()}
     raw = infer_track(
-        module.model, audio, kinds, module.chunk_seconds, module.margin_seconds, fast=fast
+        module.model, audio, kinds, module.chunk_seconds, module.margin_seconds, fast, dtype
     )
     track = Track(name=path.stem, audio=audio, sr=fe.sr)
     for name, task in module.tasks.items():
@@ -149,7 +151,7 @@ def ours_profile(module: Any, path: Path) -> dict[str, float]:
     return out
 
 
-def fast_vs_slow(module: Any, path: Path) -> dict[str, float]:
+def fast_vs_slow(module: Any, path: Path, dtype: torch.dtype = torch.float32) -> dict[str, float]:
     """Largest absolute difference of each head's raw output, fast path against plain model."""
     from mir.audio import load_audio
     from mir.inference import infer_track
@@ -157,7 +159,7 @@ def fast_vs_slow(module: Any, path: Path) -> dict[str, float]:
     audio = load_audio(path, module.model.frontend.sr)
     kinds = {name: task.output_kind for name, task in module.tasks.items()}
     args = (module.model, audio, kinds, module.chunk_seconds, module.margin_seconds)
-    fast, slow = infer_track(*args, fast=True), infer_track(*args, fast=False)
+    fast, slow = infer_track(*args, fast=True, dtype=dtype), infer_track(*args, fast=False)
     return {name: float(np.abs(fast[name] - slow[name]).max()) for name in kinds}
 
 
@@ -189,6 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--no-slow", action="store_true", help="skip timing the model without the fast path"
     )
+    parser.add_argument("--bf16", action="store_true", help="also time the fast path in bfloat16")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pitch.json"))
     parser.add_argument("--profile", action="store_true", help="also time each stage of ours")
     args = parser.parse_args(argv)
@@ -238,6 +241,20 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{len(module.tasks)} heads): {best:.2f} s for {args.seconds:.0f} s of audio "
                 f"= {args.seconds / best:.1f}x real time"
             )
+            if args.bf16:
+                bf16 = torch.bfloat16
+                ours_once(module, warm, dtype=bf16)
+                times16 = [ours_once(module, wav, dtype=bf16) for _ in range(args.repeats)]
+                entry["bf16"] = {
+                    "seconds": times16,
+                    "best": min(times16),
+                    "max_abs_diff_vs_plain": fast_vs_slow(module, warm, bf16),
+                }
+                print(
+                    f"  fast path in bfloat16: {min(times16):.2f} s "
+                    f"= {args.seconds / min(times16):.1f}x real time; outputs differ by at most "
+                    f"{max(entry['bf16']['max_abs_diff_vs_plain'].values()):.2e}"
+                )
             if not args.no_slow:
                 ours_once(module, warm, fast=False)
                 slow = [ours_once(module, wav, fast=False) for _ in range(args.repeats)]
@@ -278,6 +295,10 @@ def main(argv: list[str] | None = None) -> dict:
                 entry["ratio_basic_pitch_over_ours"] = ratio
                 verdict = "faster" if ratio > 1 else "slower"
                 print(f"ratio basic-pitch / ours ({name}): {ratio:.2f} (ours is {verdict})")
+                if "bf16" in entry:
+                    ratio = bp_best / entry["bf16"]["best"]
+                    entry["bf16"]["ratio_basic_pitch_over_ours"] = ratio
+                    print(f"  fast path in bfloat16: {ratio:.2f}")
                 if "slow" in entry:
                     ratio = bp_best / entry["slow"]["best"]
                     entry["slow"]["ratio_basic_pitch_over_ours"] = ratio

@@ -16,6 +16,7 @@ def infer_track(
     chunk_seconds: float = 30.0,
     margin_seconds: float = 3.0,
     fast: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, np.ndarray]:
     """Run `model` over a whole track.
 
@@ -33,6 +34,8 @@ def infer_track(
         margin_seconds: context on each side, in s.
         fast: run `mir.models.fused.inference_model(model)` (batch norms folded, salience heads
             fused, channels-last; same outputs to float rounding) instead of `model`.
+        dtype: with `fast`, the trunk and salience heads' dtype: float32, or bfloat16 (about
+            2x faster on CPUs with AVX512-BF16, about 1e-2 relative error of the logits).
 
     Returns:
         task -> (..., T) frame outputs with T = `frontend.n_frames(N)`, or (...) track
@@ -41,7 +44,7 @@ def infer_track(
     if fast:
         from mir.models.fused import inference_model
 
-        model = inference_model(model)  # type: ignore[assignment]
+        model = inference_model(model, dtype)  # type: ignore[assignment]
     fe = model.frontend
     hop = fe.hop
     n = len(audio)

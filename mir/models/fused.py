@@ -141,10 +141,14 @@ class InferenceModel(nn.Module):
 
     Args:
         model: the eval-mode `MultiTaskModel` (its front end is shared, not copied).
+        dtype: dtype of the trunk and salience heads (float32, or bfloat16: about 2x faster on
+            CPUs with AVX512-BF16 or AMX, at about 1e-2 relative error of the logits); the
+            front end and the outputs stay float32.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
+        self.dtype = dtype
         self.frontend = model.frontend
         self.uses_trunk = bool(model.uses_trunk)
         self.uses_stft = bool(model.uses_stft)
@@ -161,16 +165,23 @@ class InferenceModel(nn.Module):
         self.others = nn.ModuleDict(
             {n: h for n, h in model.heads.items() if self.fused is None or n not in salience}
         )
+        if dtype != torch.float32:
+            self.trunk.to(dtype)
+            if self.fused is not None:
+                self.fused.to(dtype)
 
     def forward(self, audio: Tensor) -> tuple[dict[str, Tensor], Features]:
         """(B, N) audio -> ({task: output (B, ...)}, features), as `MultiTaskModel`."""
         hcqt = self.frontend(audio) if self.uses_trunk else None
         trunk = None
         if hcqt is not None:
-            trunk = self.trunk(hcqt.contiguous(memory_format=torch.channels_last))
+            x = hcqt.to(self.dtype, memory_format=torch.channels_last)
+            trunk = self.trunk(x)
         outputs: dict[str, Tensor] = {}
         if self.fused is not None and trunk is not None:
-            outputs.update(self.fused(trunk))
+            outputs.update({k: v.float() for k, v in self.fused(trunk).items()})
+        if trunk is not None:
+            trunk = trunk.float()
         if self.others:
             feats = Features(
                 audio=audio,
@@ -184,14 +195,15 @@ class InferenceModel(nn.Module):
         return {name: outputs[name] for name in self.order}, feats
 
 
-def inference_model(model: nn.Module) -> nn.Module:
+def inference_model(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
     """A faster module with the same outputs as eval-mode `model`; `model` if it is training.
 
     Args:
         model: a `MultiTaskModel` (anything with ``frontend``, ``trunk``, ``heads``,
             ``uses_trunk`` and ``uses_stft``); other modules are returned unchanged.
+        dtype: float32 (same outputs to float rounding) or bfloat16 (see `InferenceModel`).
     """
     needed = ("frontend", "trunk", "heads", "uses_trunk", "uses_stft")
     if model.training or not all(hasattr(model, a) for a in needed):
         return model
-    return InferenceModel(model).eval()
+    return InferenceModel(model, dtype).eval()
