@@ -259,6 +259,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.trainer == "gpu" and not torch.cuda.is_available():
         raise SystemExit("--trainer gpu: no CUDA device is visible to torch")
     device = torch.device("cuda:0" if args.trainer == "gpu" else "cpu")
+    from mir.report import write_json
 
     results: dict[str, Any] = {
         "config": {
@@ -279,6 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     for name in experiments(args.experiments):
         t_start = time.perf_counter()
+        load = os.getloadavg()
         try:
             module, datamodule, info = build(name, args.overrides)
         except Exception as exc:  # noqa: BLE001 - report and go on with the next experiment
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{name}: skipped ({reason})")
             results["experiments"][name] = {"skipped": reason}
             continue
-        entry: dict[str, Any] = dict(info)
+        entry: dict[str, Any] = dict(info, loadavg_before=load)
         try:
             if args.trainer == "cpu":
                 entry["cpu"] = run_steps(module, datamodule, args.steps, args.warmup, device)
@@ -325,9 +327,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         entry["seconds"] = time.perf_counter() - t_start
         results["experiments"][name] = entry
         del module, datamodule
-    results["machine"]["loadavg_after"] = os.getloadavg()
-
-    from mir.report import write_json
+        results["machine"]["loadavg_after"] = os.getloadavg()
+        write_json(args.out, results)  # after each experiment, so a cut run keeps its results
 
     write_json(args.out, results)
     print(f"wrote {args.out}")

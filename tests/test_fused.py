@@ -136,3 +136,15 @@ def test_infer_track_fast_path_equals_plain_model(fixtures_dir) -> None:
         assert fast[name].shape == slow[name].shape == (48, model.frontend.n_frames(len(audio)))
         scale = float(np.abs(slow[name]).max())
         np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-5 * scale)
+
+
+def test_bfloat16_fast_path_is_close_and_returns_float32() -> None:
+    model = small_model()
+    x = torch.randn(1, 15000) * 0.1
+    with torch.no_grad():
+        ref = model(x)[0]
+        out = inference_model(model, torch.bfloat16)(x)[0]
+    for name in ref:
+        assert out[name].dtype == torch.float32
+        err = float((out[name] - ref[name]).norm() / ref[name].norm())
+        assert 0 < err < 0.1, (name, err)  # bf16 rounding: not exact, but close [0.01-0.04]
