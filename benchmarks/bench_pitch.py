@@ -48,6 +48,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 22050
+CPU_SECONDS: list[float] = []  # process CPU time of each `ours_once` call, in order
 PEER_PYTHON = os.environ.get("BASIC_PITCH_PYTHON", "")
 FIXTURE_MIXES = (
     "bach10/01-AchGottundHerr/01-AchGottundHerr.wav",
@@ -99,6 +100,7 @@ def ours_once(
     from mir.inference import infer_track
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     fe = module.model.frontend
     audio = load_audio(path, fe.sr)
     kinds = {name: task.output_kind for name, task in module.tasks.items()}
@@ -108,6 +110,7 @@ def ours_once(
     track = Track(name=path.stem, audio=audio, sr=fe.sr)
     for name, task in module.tasks.items():
         task.decode(raw[name], track)
+    CPU_SECONDS.append(time.process_time() - c0)
     return time.perf_counter() - t0
 
 
@@ -226,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
             fe = module.model.frontend
             ours_once(module, warm)
             times = [ours_once(module, wav) for _ in range(args.repeats)]
+            cpu = CPU_SECONDS[-args.repeats :]
             best = min(times)
             entry = {
                 "model": desc,
@@ -235,11 +239,12 @@ def main(argv: list[str] | None = None) -> dict:
                 "seconds": times,
                 "best": best,
                 "x_realtime": args.seconds / best,
+                "cpu_seconds": cpu,
             }
             print(
                 f"ours, {desc} ({entry['params']:,} params, {fe.n_bins} bins, "
                 f"{len(module.tasks)} heads): {best:.2f} s for {args.seconds:.0f} s of audio "
-                f"= {args.seconds / best:.1f}x real time"
+                f"= {args.seconds / best:.1f}x real time (CPU {min(cpu):.2f} s)"
             )
             if args.bf16:
                 bf16 = torch.bfloat16
@@ -247,11 +252,13 @@ def main(argv: list[str] | None = None) -> dict:
                 times16 = [ours_once(module, wav, dtype=bf16) for _ in range(args.repeats)]
                 entry["bf16"] = {
                     "seconds": times16,
+                    "cpu_seconds": CPU_SECONDS[-args.repeats :],
                     "best": min(times16),
                     "max_abs_diff_vs_plain": fast_vs_slow(module, warm, bf16),
                 }
                 print(
                     f"  fast path in bfloat16: {min(times16):.2f} s "
+                    f"(CPU {min(entry['bf16']['cpu_seconds']):.2f} s) "
                     f"= {args.seconds / min(times16):.1f}x real time; outputs differ by at most "
                     f"{max(entry['bf16']['max_abs_diff_vs_plain'].values()):.2e}"
                 )
@@ -295,10 +302,15 @@ def main(argv: list[str] | None = None) -> dict:
                 entry["ratio_basic_pitch_over_ours"] = ratio
                 verdict = "faster" if ratio > 1 else "slower"
                 print(f"ratio basic-pitch / ours ({name}): {ratio:.2f} (ours is {verdict})")
+                bp_cpu = min(bp["timed"]["cpu_seconds"])
+                entry["cpu_ratio_basic_pitch_over_ours"] = bp_cpu / min(entry["cpu_seconds"])
+                print(f"  CPU time ratio: {entry['cpu_ratio_basic_pitch_over_ours']:.2f}")
                 if "bf16" in entry:
                     ratio = bp_best / entry["bf16"]["best"]
                     entry["bf16"]["ratio_basic_pitch_over_ours"] = ratio
-                    print(f"  fast path in bfloat16: {ratio:.2f}")
+                    cpu16 = bp_cpu / min(entry["bf16"]["cpu_seconds"])
+                    entry["bf16"]["cpu_ratio_basic_pitch_over_ours"] = cpu16
+                    print(f"  fast path in bfloat16: {ratio:.2f} (CPU time ratio {cpu16:.2f})")
                 if "slow" in entry:
                     ratio = bp_best / entry["slow"]["best"]
                     entry["slow"]["ratio_basic_pitch_over_ours"] = ratio

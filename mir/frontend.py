@@ -370,7 +370,7 @@ class HarmonicCQT(nn.Module):
             return self.magnitude(audio)
         if self.backend == "nnaudio":
             return self.log_compress(self.magnitude(audio))
-        with self._thread_policy():
+        with self.thread_policy():
             # Log-scale the computed bins before gathering channels: fewer values, same result.
             power, rows = self._power_rows(self._check_audio(audio))  # (K, B, T), class order
             return self._channels(self._log_scale(power, power=True, batch_dim=1), rows)
@@ -387,7 +387,7 @@ class HarmonicCQT(nn.Module):
         audio = self._check_audio(audio)
         if self.backend == "nnaudio":
             return self._magnitude_nnaudio(audio)
-        with self._thread_policy():
+        with self.thread_policy():
             power, rows = self._power_rows(audio)  # (K, B, T), class order
             return self._channels(_sqrt(power), rows)
 
@@ -403,7 +403,7 @@ class HarmonicCQT(nn.Module):
         """
         if self.backend != "fft":
             raise ValueError("HarmonicCQT.power needs backend='fft'")
-        with self._thread_policy():
+        with self.thread_policy():
             power, rows = self._power_rows(self._check_audio(audio))
             return power.index_select(0, rows).transpose(0, 1)  # (B, K, T)
 
@@ -760,8 +760,12 @@ class HarmonicCQT(nn.Module):
         return cached[2]
 
     @contextlib.contextmanager
-    def _thread_policy(self) -> Iterator[None]:
-        """Run the body with `_policy_threads` intra-op threads, restoring torch's count after."""
+    def thread_policy(self) -> Iterator[None]:
+        """Context: run the body with the front end's intra-op thread count (`threads`).
+
+        Restores torch's count after; nested uses keep the outer one's. The fast inference copy
+        of a model (`mir.models.fused`) runs its trunk and heads under it too.
+        """
         if self._policy_active:  # nested call: the outer one has set it
             yield
             return

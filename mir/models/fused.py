@@ -10,7 +10,9 @@ a CPU:
   features) become one convolution with the heads' output channels stacked, so the trunk
   features are read once; each head's wide and 1x1 layers then run on its own channels;
 * trunk and heads run channels-last (``torch.channels_last``), where oneDNN's CPU convolutions
-  are 1.5-3x faster at these channel counts than in the default layout.
+  are 1.5-3x faster at these channel counts than in the default layout;
+* the whole forward runs under the front end's thread policy (fewer intra-op threads when
+  other processes keep the cores busy; see `mir.frontend.choose_threads`).
 
 The copy is built from the model's current weights on each call (milliseconds); it shares the
 model's front end (and its kernel cache) and copies nothing else that is large. Training-mode
@@ -23,6 +25,7 @@ Shapes: B batch, C channels, H harmonics, F frequency bins, T frames.
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -171,7 +174,16 @@ class InferenceModel(nn.Module):
                 self.fused.to(dtype)
 
     def forward(self, audio: Tensor) -> tuple[dict[str, Tensor], Features]:
-        """(B, N) audio -> ({task: output (B, ...)}, features), as `MultiTaskModel`."""
+        """(B, N) audio -> ({task: output (B, ...)}, features), as `MultiTaskModel`.
+
+        Runs under the front end's thread policy (`HarmonicCQT.thread_policy`): on a machine
+        whose cores are busy elsewhere, the whole model uses fewer intra-op threads.
+        """
+        policy = getattr(self.frontend, "thread_policy", None)
+        with policy() if policy is not None else nullcontext():
+            return self._forward(audio)
+
+    def _forward(self, audio: Tensor) -> tuple[dict[str, Tensor], Features]:
         hcqt = self.frontend(audio) if self.uses_trunk else None
         trunk = None
         if hcqt is not None:
