@@ -59,8 +59,11 @@ def infer_track(
         f1 = min(f0 + core, n_frames)
         a = max(0, f0 - margin) * hop  # chunk start sample (on a frame boundary)
         b = min(n, (f1 + margin) * hop)
-        outputs, _ = model(x[a:b][None])
         first = f0 - a // hop  # index of the core's first frame in the chunk's frames
+        if getattr(model, "context", None) is not None:  # the fast copy reads only the core
+            outputs, _ = model(x[a:b][None], keep=(first, first + f1 - f0))
+        else:
+            outputs, _ = model(x[a:b][None])
         for name, kind in output_kinds.items():
             out = outputs[name][0].float().cpu().numpy()
             if kind == "frames":

@@ -148,3 +148,26 @@ def test_bfloat16_fast_path_is_close_and_returns_float32() -> None:
         assert out[name].dtype == torch.float32
         err = float((out[name] - ref[name]).norm() / ref[name].norm())
         assert 0 < err < 0.1, (name, err)  # bf16 rounding: not exact, but close [0.01-0.04]
+
+
+def test_keep_crops_frames_and_kept_frames_are_exact() -> None:
+    model = small_model()
+    fast = inference_model(model)
+    # trunk (5, 5), (3, 3) and heads 3x3, (13, 1), 1x1: 2 + 1 + 1 + 0 + 0 time half-kernels
+    assert fast.context is not None
+    assert fast.context >= 4
+    x = torch.randn(1, 22050) * 0.1
+    seen: list[int] = []
+    fast.trunk.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-1]))
+    with torch.no_grad():
+        ref = model(x)[0]
+        out = fast(x, keep=(30, 50))[0]
+    n_frames = model.frontend.n_frames(x.shape[-1])
+    assert seen == [20 + 2 * fast.context] < [n_frames]  # fewer frames through the trunk
+    for name in ref:
+        assert out[name].shape == ref[name].shape
+        scale = float(ref[name].abs().max())
+        torch.testing.assert_close(
+            out[name][..., 30:50], ref[name][..., 30:50], rtol=0, atol=1e-5 * scale
+        )
+        assert float(out[name][..., :10].abs().max()) == 0.0  # not computed

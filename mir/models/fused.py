@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from mir.models.features import Features
 from mir.models.heads import SalienceHead
+from mir.models.layers import ConvTrunk
 
 __all__ = ["FusedSalienceHeads", "InferenceModel", "fold_batch_norms", "inference_model"]
 
@@ -168,23 +169,64 @@ class InferenceModel(nn.Module):
         self.others = nn.ModuleDict(
             {n: h for n, h in model.heads.items() if self.fused is None or n not in salience}
         )
+        # Frames of context on each side that the trunk and heads read (time half-kernels of every
+        # convolution, summed as if all were in one chain: an upper bound), when they are all
+        # convolutional, so that `forward(..., keep=...)` may crop the HCQT before the trunk.
+        local = type(model.trunk) is ConvTrunk and self.fused is not None and not self.others
+        self.context = (
+            sum(
+                m.dilation[1] * (m.kernel_size[1] - 1) // 2 + 1
+                for part in (self.trunk, self.fused)
+                for m in part.modules()
+                if isinstance(m, nn.Conv2d)
+            )
+            if local
+            else None
+        )
         if dtype != torch.float32:
             self.trunk.to(dtype)
             if self.fused is not None:
                 self.fused.to(dtype)
 
-    def forward(self, audio: Tensor) -> tuple[dict[str, Tensor], Features]:
+    def forward(
+        self, audio: Tensor, keep: tuple[int, int] | None = None
+    ) -> tuple[dict[str, Tensor], Features]:
         """(B, N) audio -> ({task: output (B, ...)}, features), as `MultiTaskModel`.
+
+        Args:
+            audio: (B, N) waveforms.
+            keep: frames [t0, t1) of the outputs that the caller will read. When the trunk and
+                heads are all convolutional (`context` is not None), only those frames and
+                `context` frames either side go through them; the other output frames are
+                zeros. The kept frames equal the full computation's.
 
         Runs under the front end's thread policy (`HarmonicCQT.thread_policy`): on a machine
         whose cores are busy elsewhere, the whole model uses fewer intra-op threads.
         """
         policy = getattr(self.frontend, "thread_policy", None)
         with policy() if policy is not None else nullcontext():
-            return self._forward(audio)
+            return self._forward(audio, keep)
 
-    def _forward(self, audio: Tensor) -> tuple[dict[str, Tensor], Features]:
+    def _forward(
+        self, audio: Tensor, keep: tuple[int, int] | None
+    ) -> tuple[dict[str, Tensor], Features]:
         hcqt = self.frontend(audio) if self.uses_trunk else None
+        if keep is not None and self.context is not None and hcqt is not None:
+            n_frames = hcqt.shape[-1]
+            lo = max(0, keep[0] - self.context)
+            hi = min(n_frames, keep[1] + self.context)
+            if lo > 0 or hi < n_frames:
+                kept: dict[str, Tensor] = {}
+                assert self.fused is not None
+                trunk = self.trunk(
+                    hcqt[..., lo:hi].to(self.dtype, memory_format=torch.channels_last)
+                )
+                cropped = self.fused(trunk)
+                for name, value in cropped.items():
+                    full = hcqt.new_zeros(*value.shape[:-1], n_frames)  # (B, F, T) float32
+                    full[..., lo:hi] = value
+                    kept[name] = full
+                return {n: kept[n] for n in self.order}, Features(audio=audio, hcqt=hcqt)
         trunk = None
         if hcqt is not None:
             x = hcqt.to(self.dtype, memory_format=torch.channels_last)
