@@ -1,7 +1,7 @@
 """Benchmark the HCQT front end against librosa and nnAudio, in one run on one machine.
 
 Usage:
-    python benchmarks/bench_hcqt.py [--seconds 30] [--repeats 5] [--threads 2]
+    python benchmarks/bench_hcqt.py [--seconds 30] [--repeats 5] [--threads 2] [--load N]
         [--out benchmarks/results/hcqt.json] [--cqt1992]
 
 Measures, warm and round-robin (so all methods see the same load), the median wall time of
@@ -12,7 +12,12 @@ Measures, warm and round-robin (so all methods see the same load), the median wa
 * librosa: ``librosa.cqt`` once per harmonic (magnitude), the accuracy reference;
 * nnAudio ``CQT2010v2(earlydownsample=False, pad_mode='constant')`` (our ``backend="nnaudio"``);
 * nnAudio ``CQT1992v2`` per harmonic (only with ``--cqt1992``: slow, ~1 GB of kernels);
-* ours, ``HarmonicCQT(backend="fft")`` with log scaling (the default forward).
+* ours, ``HarmonicCQT(backend="fft")`` with log scaling (the default forward), with its default
+  thread policy (``threads="auto"``: at most `--threads`, fewer when cores are busy elsewhere),
+  and pinned to 1 thread and to `--threads` threads.
+
+``--load N`` starts N CPU-bound processes (plain Python loops) before the measurement; they stop
+by themselves after ``--load-seconds`` at the latest and are stopped when the measurement ends.
 
 Prints times as multiples of real time and ratios against librosa and nnAudio, and writes them,
 with the relative error of each backend against librosa, to a JSON file (atomically).
@@ -21,9 +26,12 @@ with the relative error of each backend against librosa, to a JSON file (atomica
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +42,27 @@ import torch
 from mir.frontend import HarmonicCQT
 
 SR = 22050
+# A CPU-bound process that stops by itself after argv[1] seconds.
+_BUSY = (
+    "import sys, time\n"
+    "end = time.monotonic() + float(sys.argv[1])\n"
+    "while time.monotonic() < end: pass"
+)
+
+
+@contextlib.contextmanager
+def busy_processes(n: int, seconds: float):
+    """Run `n` CPU-bound processes for the body (each stops by itself after `seconds`)."""
+    procs = [subprocess.Popen([sys.executable, "-c", _BUSY, str(seconds)]) for _ in range(n)]
+    try:
+        if procs:
+            time.sleep(1.0)  # let them get going
+        yield [p.pid for p in procs]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
 
 
 def _test_signal(n: int, seed: int = 0) -> np.ndarray:
@@ -88,15 +117,26 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=int, default=16, help="batch size of the training-like batch")
     p.add_argument("--batch-seconds", type=float, default=5.0, help="clip length in the batch, s")
     p.add_argument("--cqt1992", action="store_true", help="also time nnAudio CQT1992v2 (slow)")
+    p.add_argument(
+        "--no-nnaudio", action="store_true", help="skip nnAudio CQT2010v2 (slow under load)"
+    )
+    p.add_argument("--load", type=int, default=0, help="CPU-bound processes run beside it")
+    p.add_argument(
+        "--load-seconds", type=float, default=900.0, help="the load processes stop after this"
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/hcqt.json"))
     args = p.parse_args(argv)
 
+    if args.load < 0:
+        p.error("--load must be >= 0")
     torch.set_num_threads(args.threads)
-    fe = HarmonicCQT()  # the defaults are the benchmark
+    fe = HarmonicCQT()  # the defaults are the benchmark (threads="auto")
+    fe_1 = HarmonicCQT(threads=1)
+    fe_n = HarmonicCQT(threads=args.threads)
     fe_lin = HarmonicCQT(log_scale=False)
-    fe_nna = HarmonicCQT(log_scale=False, backend="nnaudio")
+    fe_nna = None if args.no_nnaudio else HarmonicCQT(log_scale=False, backend="nnaudio")
     n = int(round(args.seconds * SR))
-    trim = int(np.ceil(fe_lin._half_kernel / fe.hop))  # longest kernel's half length, frames
+    trim = fe_lin.block_layout().margin  # longest kernel's half length, frames
     if 1 + n // fe.hop <= 2 * trim:
         p.error(
             f"--seconds {args.seconds:g} is too short for the accuracy check against librosa: "
@@ -121,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
             "batch": [args.batch, args.batch_seconds],
             "repeats": args.repeats,
             "threads": args.threads,
+            "load_processes": args.load,
         },
         "machine": {
             "platform": platform.platform(),
@@ -137,13 +178,19 @@ def main(argv: list[str] | None = None) -> dict:
     # machine load (each warmed up once first).
     methods: list[tuple[str, str, Callable[[], object], float]] = [
         ("single", "librosa", lambda: _librosa_hcqt(y, fe), audio_s),
-        ("single", "nnaudio_cqt2010v2", lambda: fe_nna.magnitude(x), audio_s),
+        ("single", "nnaudio_cqt2010v2", lambda: fe_nna.magnitude(x), audio_s),  # type: ignore
         ("single", "ours_fft", lambda: fe(x), audio_s),
+        ("single", "ours_fft_1_thread", lambda: fe_1(x), audio_s),
+        ("single", f"ours_fft_{args.threads}_threads", lambda: fe_n(x), audio_s),
         ("single", "ours_fft_magnitude", lambda: fe_lin(x), audio_s),
         ("batch", "librosa", lambda: [_librosa_hcqt(b, fe) for b in xb.numpy()], batch_audio_s),
-        ("batch", "nnaudio_cqt2010v2", lambda: fe_nna.magnitude(xb), batch_audio_s),
+        ("batch", "nnaudio_cqt2010v2", lambda: fe_nna.magnitude(xb), batch_audio_s),  # type: ignore
         ("batch", "ours_fft", lambda: fe(xb), batch_audio_s),
+        ("batch", "ours_fft_1_thread", lambda: fe_1(xb), batch_audio_s),
+        ("batch", f"ours_fft_{args.threads}_threads", lambda: fe_n(xb), batch_audio_s),
     ]
+    if fe_nna is None:
+        methods = [m for m in methods if not m[1].startswith("nnaudio")]
     if args.cqt1992:
         from nnAudio.features import CQT1992v2
 
@@ -162,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
         ]
         methods.append(("single", "nnaudio_cqt1992v2", lambda: [k(x) for k in k1992], audio_s))
 
-    with torch.inference_mode():
+    with torch.inference_mode(), busy_processes(args.load, args.load_seconds):
+        results["machine"]["loadavg_loaded"] = os.getloadavg()
         times: dict[tuple[str, str], list[float]] = {(s, m): [] for s, m, _, _ in methods}
         for _, _, fn, _ in methods:
             fn()  # warm-up (builds kernels, caches)
@@ -179,24 +227,40 @@ def main(argv: list[str] | None = None) -> dict:
                 "x_real_time": seconds / med,
             }
             print(f"{section:6s} {name:22s} {med * 1e3:9.1f} ms  {seconds / med:8.1f}x real time")
+        # what the default policy chose during the run (re-read at most every 10 s)
+        results["config"]["auto_threads"] = fe._policy[2] if fe._policy else None
 
         ref = _librosa_hcqt(y, fe)
         ours = fe_lin(x)[0].numpy()
         results["error_vs_librosa"]["ours_fft"] = _rel_error(ours, ref, trim)
-        results["error_vs_librosa"]["nnaudio_cqt2010v2"] = _rel_error(
-            fe_nna.magnitude(x)[0].numpy(), ref, trim
-        )
+        if fe_nna is not None:
+            results["error_vs_librosa"]["nnaudio_cqt2010v2"] = _rel_error(
+                fe_nna.magnitude(x)[0].numpy(), ref, trim
+            )
         results["error_vs_librosa"]["trim_frames"] = trim
 
     for section in ("single", "batch"):
         r = results[section]
+        lib = r["librosa"]["x_real_time"]
         ours = r["ours_fft"]["x_real_time"]
-        r["ratio_vs_librosa"] = ours / r["librosa"]["x_real_time"]
-        r["ratio_vs_nnaudio"] = ours / r["nnaudio_cqt2010v2"]["x_real_time"]
+        r["ratio_vs_librosa"] = ours / lib
+        nna = r.get("nnaudio_cqt2010v2")
+        r["ratio_vs_nnaudio"] = ours / nna["x_real_time"] if nna else None
+        r["ratios_vs_librosa"] = {
+            name: v["x_real_time"] / lib for name, v in r.items() if name.startswith("ours_fft")
+        }
         print(
-            f"{section}: ours is {r['ratio_vs_librosa']:.1f}x librosa, "
-            f"{r['ratio_vs_nnaudio']:.1f}x nnAudio CQT2010v2"
+            f"{section}: ours is {r['ratio_vs_librosa']:.1f}x librosa "
+            f"(1 thread {r['ratios_vs_librosa']['ours_fft_1_thread']:.1f}x, "
+            f"{args.threads} threads "
+            f"{r['ratios_vs_librosa'][f'ours_fft_{args.threads}_threads']:.1f}x)"
+            + (f", {r['ratio_vs_nnaudio']:.1f}x nnAudio CQT2010v2" if nna else "")
         )
+    print(
+        f"load processes {args.load}; loadavg before {load}, during "
+        f"{results['machine']['loadavg_loaded']}, after {os.getloadavg()}; "
+        f"auto policy chose {results['config']['auto_threads']} thread(s)"
+    )
     results["machine"]["loadavg_after"] = os.getloadavg()
     for name, err in results["error_vs_librosa"].items():
         if isinstance(err, dict):

@@ -3,8 +3,8 @@
 Usage:
     python benchmarks/bench_pitch.py [--seconds 180] [--repeats 2] [--threads 2]
         [--variant 'frontend=tiny'] [--ckpt <mir.train checkpoint>] [--profile]
-        [--out benchmarks/results/pitch.json]
-        [--peer-python /work/peers/basic-pitch/bin/python]
+        [--out benchmarks/results/pitch.json] [--no-slow]
+        [--peer-python <basic-pitch venv>/bin/python]   (default: $BASIC_PITCH_PYTHON)
 
 The track is real fixture audio (the Bach10 and MedleyDB mixes under ``$MIR_FIXTURES`` or
 ``../shared/fixtures``, as the tests find them) concatenated and tiled to `--seconds`,
@@ -16,7 +16,10 @@ audio file to decoded f0s:
   `decode`, with `--threads` torch threads, for a freshly built `experiment=multitask_f0`
   model (full HCQT, four f0 heads; the weights do not change the time, the architecture
   does); with `--variant`, also for multitask_f0 with those overrides, and with `--ckpt`
-  for that checkpoint's model. `--profile` times each stage.
+  for that checkpoint's model. `--profile` times each stage. `infer_track` runs the fast
+  inference copy of the model (`mir.models.fused.inference_model`: batch norms folded,
+  salience heads fused, channels-last); the plain model is timed too (``slow``, the
+  "before"; skip with `--no-slow`) and the largest difference of their outputs is reported.
 * basic-pitch: `basic_pitch.inference.predict` (audio loading, ONNX model, note creation)
   in its own venv through `benchmarks/basic_pitch_peer.py`, model loaded once; skipped
   with a message when the venv is missing (install: benchmarks/README.md).
@@ -45,7 +48,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 22050
-PEER_PYTHON = Path("/work/peers/basic-pitch/bin/python")
+CPU_SECONDS: list[float] = []  # process CPU time of each `ours_once` call, in order
+PEER_PYTHON = os.environ.get("BASIC_PITCH_PYTHON", "")
 FIXTURE_MIXES = (
     "bach10/01-AchGottundHerr/01-AchGottundHerr.wav",
     "bach10/02-AchLiebenChristen/02-AchLiebenChristen.wav",
@@ -88,19 +92,25 @@ def build_module(ckpt: str | None = None, overrides: str = "") -> tuple[Any, str
     return instantiate(cfg.model).eval(), " ".join(["experiment=multitask_f0", *extra])
 
 
-def ours_once(module: Any, path: Path) -> float:
+def ours_once(
+    module: Any, path: Path, fast: bool = True, dtype: torch.dtype = torch.float32
+) -> float:
     from mir.audio import load_audio
     from mir.data.track import Track
     from mir.inference import infer_track
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     fe = module.model.frontend
     audio = load_audio(path, fe.sr)
     kinds = {name: task.output_kind for name, task in module.tasks.items()}
-    raw = infer_track(module.model, audio, kinds, module.chunk_seconds, module.margin_seconds)
+    raw = infer_track(
+        module.model, audio, kinds, module.chunk_seconds, module.margin_seconds, fast, dtype
+    )
     track = Track(name=path.stem, audio=audio, sr=fe.sr)
     for name, task in module.tasks.items():
         task.decode(raw[name], track)
+    CPU_SECONDS.append(time.process_time() - c0)
     return time.perf_counter() - t0
 
 
@@ -144,6 +154,18 @@ def ours_profile(module: Any, path: Path) -> dict[str, float]:
     return out
 
 
+def fast_vs_slow(module: Any, path: Path, dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Largest absolute difference of each head's raw output, fast path against plain model."""
+    from mir.audio import load_audio
+    from mir.inference import infer_track
+
+    audio = load_audio(path, module.model.frontend.sr)
+    kinds = {name: task.output_kind for name, task in module.tasks.items()}
+    args = (module.model, audio, kinds, module.chunk_seconds, module.margin_seconds)
+    fast, slow = infer_track(*args, fast=True, dtype=dtype), infer_track(*args, fast=False)
+    return {name: float(np.abs(fast[name] - slow[name]).max()) for name in kinds}
+
+
 def peer(peer_python: Path, wav: Path, warm: Path, repeats: int, out_dir: Path) -> dict:
     script = REPO / "benchmarks" / "basic_pitch_peer.py"
     t0 = time.perf_counter()
@@ -168,7 +190,11 @@ def main(argv: list[str] | None = None) -> dict:
         metavar="OVERRIDES",
         help="also time multitask_f0 with these overrides, e.g. 'frontend=tiny' (repeatable)",
     )
-    parser.add_argument("--peer-python", default=str(PEER_PYTHON))
+    parser.add_argument("--peer-python", default=PEER_PYTHON, help="basic-pitch venv's python")
+    parser.add_argument(
+        "--no-slow", action="store_true", help="skip timing the model without the fast path"
+    )
+    parser.add_argument("--bf16", action="store_true", help="also time the fast path in bfloat16")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pitch.json"))
     parser.add_argument("--profile", action="store_true", help="also time each stage of ours")
     args = parser.parse_args(argv)
@@ -203,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
             fe = module.model.frontend
             ours_once(module, warm)
             times = [ours_once(module, wav) for _ in range(args.repeats)]
+            cpu = CPU_SECONDS[-args.repeats :]
             best = min(times)
             entry = {
                 "model": desc,
@@ -212,23 +239,51 @@ def main(argv: list[str] | None = None) -> dict:
                 "seconds": times,
                 "best": best,
                 "x_realtime": args.seconds / best,
+                "cpu_seconds": cpu,
             }
             print(
                 f"ours, {desc} ({entry['params']:,} params, {fe.n_bins} bins, "
                 f"{len(module.tasks)} heads): {best:.2f} s for {args.seconds:.0f} s of audio "
-                f"= {args.seconds / best:.1f}x real time"
+                f"= {args.seconds / best:.1f}x real time (CPU {min(cpu):.2f} s)"
             )
+            if args.bf16:
+                bf16 = torch.bfloat16
+                ours_once(module, warm, dtype=bf16)
+                times16 = [ours_once(module, wav, dtype=bf16) for _ in range(args.repeats)]
+                entry["bf16"] = {
+                    "seconds": times16,
+                    "cpu_seconds": CPU_SECONDS[-args.repeats :],
+                    "best": min(times16),
+                    "max_abs_diff_vs_plain": fast_vs_slow(module, warm, bf16),
+                }
+                print(
+                    f"  fast path in bfloat16: {min(times16):.2f} s "
+                    f"(CPU {min(entry['bf16']['cpu_seconds']):.2f} s) "
+                    f"= {args.seconds / min(times16):.1f}x real time; outputs differ by at most "
+                    f"{max(entry['bf16']['max_abs_diff_vs_plain'].values()):.2e}"
+                )
+            if not args.no_slow:
+                ours_once(module, warm, fast=False)
+                slow = [ours_once(module, wav, fast=False) for _ in range(args.repeats)]
+                entry["slow"] = {"seconds": slow, "best": min(slow)}
+                entry["fast_path_speedup"] = min(slow) / best
+                entry["fast_vs_slow_max_abs_diff"] = fast_vs_slow(module, warm)
+                print(
+                    f"  without the fast path: {min(slow):.2f} s (fast path "
+                    f"{min(slow) / best:.2f}x faster; outputs differ by at most "
+                    f"{max(entry['fast_vs_slow_max_abs_diff'].values()):.2e})"
+                )
             if args.profile:
                 entry["profile"] = ours_profile(module, wav)
                 for k, v in entry["profile"].items():
                     print(f"  {k}: {v:.2f} s")
             results["ours"][label] = entry
 
-        peer_python = Path(args.peer_python)
-        if not peer_python.is_file():
+        peer_python = Path(args.peer_python) if args.peer_python else None
+        if peer_python is None or not peer_python.is_file():
             print(
-                f"basic-pitch: skipped, no peer venv at {peer_python} "
-                "(install it as described in benchmarks/README.md)"
+                f"basic-pitch: skipped, no peer venv at {peer_python} (--peer-python or "
+                "$BASIC_PITCH_PYTHON; install it as described in benchmarks/README.md)"
             )
             results["basic_pitch"] = {"skipped": f"no peer venv at {peer_python}"}
         else:
@@ -247,6 +302,19 @@ def main(argv: list[str] | None = None) -> dict:
                 entry["ratio_basic_pitch_over_ours"] = ratio
                 verdict = "faster" if ratio > 1 else "slower"
                 print(f"ratio basic-pitch / ours ({name}): {ratio:.2f} (ours is {verdict})")
+                bp_cpu = min(bp["timed"]["cpu_seconds"])
+                entry["cpu_ratio_basic_pitch_over_ours"] = bp_cpu / min(entry["cpu_seconds"])
+                print(f"  CPU time ratio: {entry['cpu_ratio_basic_pitch_over_ours']:.2f}")
+                if "bf16" in entry:
+                    ratio = bp_best / entry["bf16"]["best"]
+                    entry["bf16"]["ratio_basic_pitch_over_ours"] = ratio
+                    cpu16 = bp_cpu / min(entry["bf16"]["cpu_seconds"])
+                    entry["bf16"]["cpu_ratio_basic_pitch_over_ours"] = cpu16
+                    print(f"  fast path in bfloat16: {ratio:.2f} (CPU time ratio {cpu16:.2f})")
+                if "slow" in entry:
+                    ratio = bp_best / entry["slow"]["best"]
+                    entry["slow"]["ratio_basic_pitch_over_ours"] = ratio
+                    print(f"  without the fast path: {ratio:.2f}")
     results["machine"]["loadavg_after"] = os.getloadavg()
 
     from mir.report import write_json

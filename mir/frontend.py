@@ -19,23 +19,37 @@ Conventions:
       [0, 1], with the max taken per example over all harmonics, bins and frames; a silent example
       gives zeros.
 
-The default ``fft`` backend is a rasterised CQT (see ``/work/shared/notes/hcqt-speed.md``): one
-real FFT of the zero-padded clip; for every CQT bin, the few spectrum samples where its kernel
-lives are multiplied by the kernel's closed-form spectrum (the DTFT of a Hann-windowed complex
-exponential); sampling every ``hop`` samples in time is a fold of that band modulo the number of
-frames ``M``; one batched inverse FFT of length ``M`` gives all frames. Kernel spectra depend on
-the block length, so they are built on first use for each length (on the module's device, in its
-dtype) and cached; long audio is cut into overlapping blocks of one fixed length, computed as a
-batch, so a few cache entries serve any input. Harmonics that differ by
-whole octaves (0.5, 1, 2, 4) share one log-frequency grid, so only the union of distinct bins is
-computed (1260 instead of 2160 at the defaults) and channels are gathered from it.
+The default ``fft`` backend is a rasterised CQT: one real FFT of the zero-padded clip; for every
+CQT bin, the few spectrum samples where its kernel lives are multiplied by the kernel's
+closed-form spectrum (the DTFT of a Hann-windowed complex exponential); sampling every ``hop``
+samples in time is a fold of that band modulo the number of frames ``M``; one batched inverse FFT
+of length ``M`` gives all frames. Kernel spectra depend on the block length, so they are built on
+first use for each length (on the module's device, in its dtype) and cached; long audio is cut
+into overlapping blocks of one fixed length, computed as a batch, so a few cache entries serve any
+input. Harmonics that differ by whole octaves (0.5, 1, 2, 4) share one log-frequency grid, so
+only the union of distinct bins is computed (1260 instead of 2160 at the defaults) and channels
+are gathered from it.
+
+Speed under load: the per-bin bands are computed in a handful of large ops (bins are grouped by
+how many times their band folds, R; each class is one gather, one multiply and one reduction), not
+a few ops per group of bins. Every parallel op waits for its slowest thread, so on an
+oversubscribed machine a multi-threaded front end stalls on descheduled threads; with
+``threads="auto"`` (the default) the front end runs with ``min(torch.get_num_threads(), free
+cores)`` intra-op threads, where the free cores are the usable cores (``os.sched_getaffinity``)
+minus the runnable tasks of other processes at that moment (``/proc/loadavg``, less this process's
+own running threads; the 1-minute load average where that file is absent). The count is chosen
+on the first call and re-read at most every `THREAD_POLICY_SECONDS`; see `choose_threads`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -44,7 +58,7 @@ from torch import Tensor, nn
 
 from mir.errors import ConfigError
 
-__all__ = ["FrontEndConfigError", "HarmonicCQT"]
+__all__ = ["BlockLayout", "FrontEndConfigError", "HarmonicCQT", "choose_threads"]
 
 # scipy.signal.windows bandwidth of the Hann window, as librosa.filters.window_bandwidth("hann").
 _HANN_BANDWIDTH = 1.50018310546875
@@ -59,6 +73,8 @@ _GROUP_SIZE = 20
 # Longest block, in frames, computed with one FFT; longer audio is cut into overlapping blocks
 # (exact: each block carries the longest kernel's half length of real context on both sides).
 _MAX_BLOCK_FRAMES = 4096
+# Seconds between two readings of the machine's load by the ``threads="auto"`` policy.
+THREAD_POLICY_SECONDS = 10.0
 # Kernel spectra are cached per block length; at most this many lengths are kept.
 _KERNEL_CACHE_SIZE = 4
 # Floor for magnitudes before taking dB (librosa uses 1e-5; with ref=max and clipping at -top_db
@@ -78,6 +94,60 @@ class _BlockKernels(NamedTuple):
     groups: list[tuple[int, int, int, Tensor]]
     lo: int
     hi: int
+
+
+class _BlockPlan(NamedTuple):
+    """The bands of `_BlockKernels` regrouped for a few large ops, for one block length M.
+
+    Every computed bin reads R rows of M spectrum samples (R = 1 for a band no wider than M, whose
+    kernel row is zero-padded to M), multiplies them by its kernel rows and sums them: the fold.
+    Bins with the same R form one class, computed by one gather, one multiply and one reduction.
+
+    classes: per class, (R, K_c, starts, kernel): row r of bin c reads extended-spectrum samples
+        ``[starts[c * R + r], ... + M)``; kernel (K_c * R, 1, M) complex.
+    lo, hi: as `_BlockKernels`; ext_len: length the extended spectrum is zero-padded to.
+    rows: (K,) long, the class-order row holding each bin of the group order.
+    """
+
+    classes: list[tuple[int, int, Tensor, Tensor]]
+    lo: int
+    hi: int
+    ext_len: int
+    rows: Tensor
+
+
+class BlockLayout(NamedTuple):
+    """Static tables of the ``fft`` backend, for code that recomputes it (a TorchScript export).
+
+    Computed bins are in *group order*: the row order of `HarmonicCQT.power` and the input order of
+    `HarmonicCQT.from_power`. For a block of M frames, group g (``group_sizes[g]`` consecutive
+    bins) shares one band layout, derived from ``freqs``, ``taps`` and ``band_half_width`` as in
+    `HarmonicCQT` (``_block_kernels``); kernels are `_hann_kernel_spectrum` times ``gain / hop``.
+
+    Attributes:
+        hop: hop in samples; sr: sample rate in Hz.
+        half_kernel: half the longest kernel, in samples (context needed at each block edge).
+        margin: the same in frames, rounded up (overlap of consecutive blocks of long audio).
+        max_block_frames: longest block computed as one FFT; longer audio is cut into blocks.
+        band_half_width: kept half band of each kernel, in units of its DFT resolution.
+        group_sizes: bins per group, in group order (sums to K).
+        freqs: (K,) centre frequency of each computed bin, Hz (float64).
+        taps: (K,) kernel length in samples (float64).
+        gain: (K,) librosa's scaling of each kernel (float64).
+        dtype: real dtype the front end computes in (float32 or float64).
+    """
+
+    hop: int
+    sr: int
+    half_kernel: int
+    margin: int
+    max_block_frames: int
+    band_half_width: float
+    group_sizes: tuple[int, ...]
+    freqs: np.ndarray
+    taps: np.ndarray
+    gain: np.ndarray
+    dtype: torch.dtype
 
 
 class FrontEndConfigError(ConfigError, ValueError):
@@ -149,6 +219,10 @@ class HarmonicCQT(nn.Module):
         top_db: dynamic range of the log scaling, in dB.
         backend: ``"fft"`` (fast exact rasterised CQT, default) or ``"nnaudio"`` (nnAudio's
             ``CQT2010v2``, per harmonic; a slower reference that needs a power-of-two hop).
+        threads: intra-op threads while the front end runs: ``"auto"`` (default) for
+            `choose_threads` from the free cores (never more than ``torch.get_num_threads()``),
+            or a positive int. The count is process-wide in torch, so it is set for the duration
+            of each call and restored after it.
 
     Raises:
         ValueError: an invalid setting (as `FrontEndConfigError`, also a `mir.errors.MirError`).
@@ -166,6 +240,7 @@ class HarmonicCQT(nn.Module):
         log_scale: bool = True,
         top_db: float = 80.0,
         backend: str = "fft",
+        threads: int | str = "auto",
     ) -> None:
         super().__init__()
         harmonics = tuple(float(h) for h in harmonics)
@@ -182,6 +257,15 @@ class HarmonicCQT(nn.Module):
         self.log_scale = bool(log_scale)
         self.top_db = float(top_db)
         self.backend = backend
+        if threads != "auto" and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise FrontEndConfigError(
+                f"HarmonicCQT: threads={threads!r} must be 'auto' or a positive integer"
+            )
+        self.threads = threads
+        self._policy: tuple[float, int, int] | None = None  # (time read, requested, chosen)
+        self._policy_active = False
 
         # One STFT window, moved and cast with the module.
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
@@ -286,9 +370,10 @@ class HarmonicCQT(nn.Module):
             return self.magnitude(audio)
         if self.backend == "nnaudio":
             return self.log_compress(self.magnitude(audio))
-        # Log-scale the computed bins before gathering channels: fewer values, same result.
-        power = self._power_fft(self._check_audio(audio))  # (B, K, T)
-        return self._gather_channels(self._log_scale(power, power=True))
+        with self.thread_policy():
+            # Log-scale the computed bins before gathering channels: fewer values, same result.
+            power, rows = self._power_rows(self._check_audio(audio))  # (K, B, T), class order
+            return self._channels(self._log_scale(power, power=True, batch_dim=1), rows)
 
     def magnitude(self, audio: Tensor) -> Tensor:
         """Linear HCQT magnitudes with librosa's scaling.
@@ -302,11 +387,53 @@ class HarmonicCQT(nn.Module):
         audio = self._check_audio(audio)
         if self.backend == "nnaudio":
             return self._magnitude_nnaudio(audio)
-        power = self._power_fft(audio)  # (B, K, T)
-        # sqrt with a zero (not infinite) gradient at silence
-        positive = power > 0
-        mag = torch.where(positive, torch.where(positive, power, 1.0).sqrt(), 0.0)
-        return self._gather_channels(mag)
+        with self.thread_policy():
+            power, rows = self._power_rows(audio)  # (K, B, T), class order
+            return self._channels(_sqrt(power), rows)
+
+    def power(self, audio: Tensor) -> Tensor:
+        """|CQT|^2 of the computed bins (``fft`` backend), before channels are gathered.
+
+        Args:
+            audio: (B, N) float waveforms at `sr` Hz.
+
+        Returns:
+            (B, K, T) powers, K = `n_union_bins`, rows in the group order of `block_layout`;
+            ``from_power(power(audio))`` equals ``forward(audio)``.
+        """
+        if self.backend != "fft":
+            raise ValueError("HarmonicCQT.power needs backend='fft'")
+        with self.thread_policy():
+            power, rows = self._power_rows(self._check_audio(audio))
+            return power.index_select(0, rows).transpose(0, 1)  # (B, K, T)
+
+    def from_power(self, power: Tensor) -> Tensor:
+        """(B, K, T) powers of the computed bins, group order (as `power`) -> `forward`'s output.
+
+        Log-scaled if `log_scale`, else magnitudes; channels gathered to (B, H, F, T).
+        """
+        if self.log_scale:
+            return self._gather_channels(self._log_scale(power, power=True))
+        return self._gather_channels(_sqrt(power))
+
+    def block_layout(self) -> BlockLayout:
+        """The ``fft`` backend's static tables, in group order (see `BlockLayout`)."""
+        if self.backend != "fft":
+            raise ValueError("HarmonicCQT.block_layout needs backend='fft'")
+        order = np.concatenate(self._groups)
+        return BlockLayout(
+            hop=self.hop,
+            sr=self.sr,
+            half_kernel=self._half_kernel,
+            margin=self._margin,
+            max_block_frames=_MAX_BLOCK_FRAMES,
+            band_half_width=_BAND_HALF_WIDTH,
+            group_sizes=tuple(len(g) for g in self._groups),
+            freqs=self._union_freqs[order].copy(),
+            taps=self._taps[order].copy(),
+            gain=self._gain[order].copy(),
+            dtype=self._probe.dtype,
+        )
 
     def log_compress(self, mag: Tensor) -> Tensor:
         """Deep-salience log scaling of (B, ...) magnitudes to [0, 1], per-example max as 0 dB.
@@ -316,11 +443,12 @@ class HarmonicCQT(nn.Module):
         """
         return self._log_scale(mag, power=False)
 
-    def _log_scale(self, x: Tensor, power: bool) -> Tensor:
-        """(B, ...) magnitudes (or powers) -> [0, 1], in as few passes as possible."""
+    def _log_scale(self, x: Tensor, power: bool, batch_dim: int = 0) -> Tensor:
+        """Magnitudes (or powers) with examples along `batch_dim` -> [0, 1], in few passes."""
         amin = _AMIN**2 if power else _AMIN
         scale = (10.0 if power else 20.0) / self.top_db  # dB per decade / top_db
-        ref = x.detach().flatten(1).amax(dim=1).view(-1, *([1] * (x.dim() - 1)))  # (B, 1, ...)
+        dims = [d for d in range(x.dim()) if d != batch_dim]
+        ref = x.detach().amax(dim=dims, keepdim=True)  # 1 along every dim but the batch
         # 1 + scale * (log10 x - log10 ref); -inf for a silent example, so it clips to zeros.
         offset = torch.where(ref > amin, 1.0 - scale * torch.log10(ref.clamp_min(amin)), -math.inf)
         out = torch.add(offset, torch.log10(x.clamp_min(amin)), alpha=scale)
@@ -431,15 +559,11 @@ class HarmonicCQT(nn.Module):
         self.register_buffer(
             "_probe", torch.zeros((), dtype=torch.get_default_dtype()), persistent=False
         )
-        self._kernels: OrderedDict[tuple, _BlockKernels] = OrderedDict()
+        self._plans: OrderedDict[tuple, _BlockPlan] = OrderedDict()
 
     def _block_kernels(self, m: int) -> _BlockKernels:
-        """Kernel spectra for a block of `m` frames (N = m * hop samples), built once and cached."""
+        """Kernel spectra for a block of `m` frames (N = m * hop samples), group by group."""
         device, dtype = self._probe.device, self._probe.dtype
-        key = (m, str(device), dtype)
-        if key in self._kernels:
-            self._kernels.move_to_end(key)
-            return self._kernels[key]
         n = m * self.hop
         n_r = n // 2 + 1
         cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
@@ -474,46 +598,124 @@ class HarmonicCQT(nn.Module):
             if width > m:
                 spec = spec.view(len(idx), width // m, m)  # (K_g, R, M): R periods to fold
             groups.append((start + lo, step, width, spec))
-        kernels = _BlockKernels(groups=groups, lo=lo, hi=hi)
-        self._kernels[key] = kernels
-        while len(self._kernels) > _KERNEL_CACHE_SIZE:
-            self._kernels.popitem(last=False)
-        return kernels
+        return _BlockKernels(groups=groups, lo=lo, hi=hi)
 
-    def _union_power(self, x: Tensor, m: int, t: int) -> Tensor:
-        """|CQT|^2 of all computed bins for (B, N) blocks, N <= m * hop: (B, K, t), t <= M."""
+    def _block_plan(self, m: int) -> _BlockPlan:
+        """`_BlockKernels` for `m` frames regrouped by fold count (`_BlockPlan`), cached."""
+        device, dtype = self._probe.device, self._probe.dtype
+        key = (m, str(device), dtype)
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        # Normal tensors even when first called under inference mode, so that a later call with
+        # autograd can use the cached plan.
+        with torch.inference_mode(False), torch.no_grad():
+            plan = self._build_plan(m)
+        self._plans[key] = plan
+        while len(self._plans) > _KERNEL_CACHE_SIZE:
+            self._plans.popitem(last=False)
+        return plan
+
+    def _build_plan(self, m: int) -> _BlockPlan:
+        device = self._probe.device
         kern = self._block_kernels(m)
+        by_r: dict[int, list[tuple[Tensor, Tensor, Tensor]]] = {}  # R -> (bins, starts, rows)
+        k0 = 0
+        for start, step, width, kernel in kern.groups:
+            k_g = kernel.shape[0]
+            first = start + step * torch.arange(k_g, device=device)  # (K_g,) band starts
+            if kernel.dim() == 3:  # (K_g, R, M): the band folds R times
+                r = kernel.shape[1]
+                starts = (first[:, None] + m * torch.arange(r, device=device)).reshape(-1)
+                rows = kernel.reshape(k_g * r, m)
+            else:  # one row, zero-padded to M (the zeros change nothing)
+                r = 1
+                starts = first
+                rows = kernel.new_zeros(k_g, m)
+                rows[:, :width] = kernel
+            bins = torch.arange(k0, k0 + k_g, device=device)
+            by_r.setdefault(r, []).append((bins, starts, rows))
+            k0 += k_g
+        classes, order = [], []
+        for r in sorted(by_r):
+            bins, starts, rows = (torch.cat(parts) for parts in zip(*by_r[r], strict=True))
+            order.append(bins)
+            classes.append((r, len(bins), starts, rows[:, None, :].contiguous()))
+        order_t = torch.cat(order)  # class-order row -> group-order bin
+        rows_of = torch.empty_like(order_t)
+        rows_of[order_t] = torch.arange(len(order_t), device=device)
+        ext_len = max(int(c[2].max()) for c in classes) + m
+        return _BlockPlan(classes=classes, lo=kern.lo, hi=kern.hi, ext_len=ext_len, rows=rows_of)
+
+    def _union_power(self, x: Tensor, m: int, t: int) -> tuple[Tensor, Tensor]:
+        """|CQT|^2 of all computed bins for (B, N) blocks, N <= m * hop.
+
+        Returns:
+            (K, B, t) powers in class order (t <= M), and (K,) the class-order row of each
+            group-order bin.
+        """
+        plan = self._block_plan(m)
         n = m * self.hop
         spec = torch.fft.rfft(x, n=n)  # (B, n // 2 + 1)
         n_r = spec.shape[-1]
         parts = []
-        if kern.lo:  # negative frequencies: X(-v) = conj X(v)
-            parts.append(spec[:, 1 : kern.lo + 1].flip(-1).conj())
+        if plan.lo:  # negative frequencies: X(-v) = conj X(v)
+            parts.append(spec[:, 1 : plan.lo + 1].flip(-1).conj())
         parts.append(spec)
-        if kern.hi:  # above Nyquist: X(n - v) = conj X(v)
-            parts.append(spec[:, n - n_r - kern.hi + 1 : n - n_r + 1].flip(-1).conj())
+        if plan.hi:  # above Nyquist: X(n - v) = conj X(v)
+            parts.append(spec[:, n - n_r - plan.hi + 1 : n - n_r + 1].flip(-1).conj())
+        n_ext = plan.lo + n_r + plan.hi
+        if plan.ext_len > n_ext:  # room for the zero-padded rows of the top narrow bands
+            parts.append(spec.new_zeros(spec.shape[0], plan.ext_len - n_ext))
         ext = torch.cat(parts, dim=-1) if len(parts) > 1 else spec  # (B, N_ext)
-        folded = ext.new_zeros(ext.shape[0], self.n_union_bins, m)  # (B, K, M)
+        b = ext.shape[0]
+        windows = ext.unfold(-1, m, 1).transpose(0, 1)  # (N_ext - M + 1, B, M) view
+        # Without autograd, each class writes into one preallocated array.
+        inplace = _no_grad(ext)
+        folded = ext.new_empty(self.n_union_bins, b, m) if inplace else None  # (K, B, M)
+        pieces = []
         k0 = 0
-        for start, step, width, kernel in kern.groups:
-            k_g = kernel.shape[0]
-            # (B, K_g, W) overlapping strided view; copied first because elementwise ops on
-            # overlapping views take a slow path.
-            band = ext[:, start:].unfold(-1, width, step)[:, :k_g].contiguous()
-            if kernel.dim() == 3:
-                band = band.unflatten(-1, (width // m, m))  # (B, K_g, R, M)
-                # Sampling every hop in time folds the band modulo M.
-                folded[:, k0 : k0 + k_g] = (band * kernel).sum(2)
+        for r, k_c, starts, kernel in plan.classes:
+            if r == 1:
+                if folded is not None:
+                    out = folded[k0 : k0 + k_c]
+                    torch.index_select(windows, 0, starts, out=out).mul_(kernel)
+                else:
+                    pieces.append(windows.index_select(0, starts) * kernel)  # (K_c, B, M)
             else:
-                folded[:, k0 : k0 + k_g, :width] = band * kernel
-            k0 += k_g
+                band = windows.index_select(0, starts)  # (K_c * R, B, M)
+                band = band.mul_(kernel) if folded is not None else band * kernel
+                # Sampling every hop in time folds the band modulo M: sum its R rows, as one
+                # batched matmul with a row of ones (faster than sum over a middle dim).
+                ones = torch.ones(1, r, dtype=band.real.dtype, device=band.device)
+                flat = torch.view_as_real(band).view(k_c, r, b * m * 2)
+                if folded is not None:
+                    out = torch.view_as_real(folded[k0 : k0 + k_c]).view(k_c, 1, b * m * 2)
+                    torch.matmul(ones, flat, out=out)
+                else:
+                    summed = torch.matmul(ones, flat).view(k_c, b, m, 2)
+                    pieces.append(torch.view_as_complex(summed))
+            k0 += k_c
+        if folded is None:
+            folded = torch.cat(pieces)
         # Each fold starts at its band's first sample rather than at 0: a per-bin phase ramp over
         # frames, which the magnitude removes.
-        frames = torch.fft.ifft(folded, dim=-1)[..., :t]  # (B, K, T)
-        return torch.addcmul(frames.real.square(), frames.imag, frames.imag)
+        frames = torch.fft.ifft(folded, dim=-1)[..., :t]  # (K, B, t)
+        power = frames.real.square()
+        if _no_grad(frames):
+            return power.addcmul_(frames.imag, frames.imag), plan.rows
+        return power.addcmul(frames.imag, frames.imag), plan.rows
 
-    def _power_fft(self, audio: Tensor) -> Tensor:
-        """|CQT|^2 of the computed (union) bins: (B, N) -> (B, K, T)."""
+    def _power_rows(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, N) -> (K, B, T) |CQT|^2 of the computed bins in class order, and their rows.
+
+        Always in the module's dtype: autocast (mixed-precision training) is switched off here,
+        as it would run the fold's matmul in half precision.
+        """
+        with torch.autocast(audio.device.type, enabled=False):
+            return self._power_rows_fp(audio)
+
+    def _power_rows_fp(self, audio: Tensor) -> tuple[Tensor, Tensor]:
         b, n_samples = audio.shape
         audio = audio.to(self._probe.dtype)
         t = self.n_frames(n_samples)
@@ -529,9 +731,55 @@ class HarmonicCQT(nn.Module):
         total = (n_blocks * step + 2 * d) * self.hop
         padded = nn.functional.pad(audio, (d * self.hop, total - d * self.hop - n_samples))
         blocks = padded.unfold(-1, m * self.hop, step * self.hop)  # (B, n_blocks, M * hop)
-        power = self._union_power(blocks.reshape(b * n_blocks, -1), m, m)
-        power = power[..., d : d + step].unflatten(0, (b, n_blocks))  # (B, n_blocks, K, step)
-        return power.transpose(1, 2).flatten(2)[..., :t]  # (B, K, T)
+        power, rows = self._union_power(blocks.reshape(b * n_blocks, -1), m, m)
+        power = power[..., d : d + step].unflatten(1, (b, n_blocks))  # (K, B, n_blocks, step)
+        return power.flatten(2)[..., :t], rows  # (K, B, T)
+
+    def _power_fft(self, audio: Tensor) -> Tensor:
+        """|CQT|^2 of the computed bins in group order: (B, N) -> (B, K, T)."""
+        power, rows = self._power_rows(audio)
+        return power.index_select(0, rows).transpose(0, 1)
+
+    def _channels(self, values: Tensor, rows: Tensor) -> Tensor:
+        """(K, B, T) values in class order -> (B, H, F, T) harmonic channels (one gather)."""
+        _, b, t = values.shape
+        out = values.transpose(0, 1).index_select(1, rows[self._gather])  # (B, H * F, T)
+        return out.view(b, self.n_harmonics, self.n_bins, t)
+
+    # ------------------------------------------------------------------ thread policy
+    def _policy_threads(self) -> int:
+        """Intra-op threads for this call (see `threads` and `choose_threads`)."""
+        if self.threads != "auto":
+            return int(self.threads)
+        requested = torch.get_num_threads()
+        now = time.monotonic()
+        cached = self._policy
+        if cached is None or cached[1] != requested or now - cached[0] > THREAD_POLICY_SECONDS:
+            chosen = choose_threads(requested, _usable_cores(), _busy_elsewhere())
+            self._policy = cached = (now, requested, chosen)
+        return cached[2]
+
+    @contextlib.contextmanager
+    def thread_policy(self) -> Iterator[None]:
+        """Context: run the body with the front end's intra-op thread count (`threads`).
+
+        Restores torch's count after; nested uses keep the outer one's. The fast inference copy
+        of a model (`mir.models.fused`) runs its trunk and heads under it too.
+        """
+        if self._policy_active:  # nested call: the outer one has set it
+            yield
+            return
+        current = torch.get_num_threads()
+        wanted = self._policy_threads()
+        self._policy_active = True
+        if wanted != current:
+            torch.set_num_threads(wanted)
+        try:
+            yield
+        finally:
+            self._policy_active = False
+            if wanted != current:
+                torch.set_num_threads(current)
 
     def _gather_channels(self, union: Tensor) -> Tensor:
         """(B, K, T) values of the computed bins -> (B, H, F, T) harmonic channels."""
@@ -562,6 +810,63 @@ class HarmonicCQT(nn.Module):
         # nnAudio's padding may give an extra frame; keep the librosa count.
         chans = [cqt(audio)[..., :t] for cqt in self.cqts]  # H x (B, F, T)
         return torch.stack(chans, dim=1)  # (B, H, F, T)
+
+
+def choose_threads(requested: int, cores: int, busy_elsewhere: float) -> int:
+    """Intra-op threads for the front end on a machine other processes may be using.
+
+    Each parallel op ends when its slowest thread does, and a thread that shares its core with a
+    busy process runs only part of the time, so threads beyond the free cores slow the op down
+    rather than speed it up. Free cores are ``cores - busy_elsewhere`` rounded to the nearest
+    whole core.
+
+    Args:
+        requested: the most threads to use (``torch.get_num_threads()``).
+        cores: cores this process may run on.
+        busy_elsewhere: cores kept busy by other processes (runnable tasks, or a load average).
+
+    Returns:
+        ``requested`` capped at the free cores, at least 1.
+    """
+    free = math.floor(cores - busy_elsewhere + 0.5)
+    return max(1, min(int(requested), free))
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _busy_elsewhere() -> float:
+    """Cores other processes keep busy now.
+
+    On Linux: the runnable tasks of the whole system (``/proc/loadavg``, 4th field) less this
+    process's own runnable threads (``/proc/self/task/*/stat``). Elsewhere the 1-minute load
+    average, which lags and includes this process; 0 where neither exists.
+    """
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        own = 0
+        for task in Path("/proc/self/task").iterdir():
+            with contextlib.suppress(OSError):
+                stat = (task / "stat").read_text()
+                own += stat[stat.rindex(")") + 2] == "R"  # the state follows "(comm) "
+        return float(max(0, running - max(own, 1)))
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def _sqrt(power: Tensor) -> Tensor:
+    """sqrt with a zero (not infinite) gradient at silence."""
+    positive = power > 0
+    return torch.where(positive, torch.where(positive, power, 1.0).sqrt(), 0.0)
 
 
 def _no_grad(x: Tensor) -> bool:

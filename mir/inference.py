@@ -15,6 +15,8 @@ def infer_track(
     output_kinds: dict[str, str],
     chunk_seconds: float = 30.0,
     margin_seconds: float = 3.0,
+    fast: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, np.ndarray]:
     """Run `model` over a whole track.
 
@@ -30,11 +32,19 @@ def infer_track(
         output_kinds: task -> ``frames`` or ``track``.
         chunk_seconds: core length of a chunk, in s.
         margin_seconds: context on each side, in s.
+        fast: run `mir.models.fused.inference_model(model)` (batch norms folded, salience heads
+            fused, channels-last; same outputs to float rounding) instead of `model`.
+        dtype: with `fast`, the trunk and salience heads' dtype: float32, or bfloat16 (about
+            2x faster on CPUs with AVX512-BF16, about 1e-2 relative error of the logits).
 
     Returns:
         task -> (..., T) frame outputs with T = `frontend.n_frames(N)`, or (...) track
         outputs.
     """
+    if fast:
+        from mir.models.fused import inference_model
+
+        model = inference_model(model, dtype)  # type: ignore[assignment]
     fe = model.frontend
     hop = fe.hop
     n = len(audio)
@@ -49,8 +59,11 @@ def infer_track(
         f1 = min(f0 + core, n_frames)
         a = max(0, f0 - margin) * hop  # chunk start sample (on a frame boundary)
         b = min(n, (f1 + margin) * hop)
-        outputs, _ = model(x[a:b][None])
         first = f0 - a // hop  # index of the core's first frame in the chunk's frames
+        if getattr(model, "context", None) is not None:  # the fast copy reads only the core
+            outputs, _ = model(x[a:b][None], keep=(first, first + f1 - f0))
+        else:
+            outputs, _ = model(x[a:b][None])
         for name, kind in output_kinds.items():
             out = outputs[name][0].float().cpu().numpy()
             if kind == "frames":

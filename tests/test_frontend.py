@@ -241,3 +241,116 @@ def test_invalid_settings_raise(kw: dict) -> None:
 def test_empty_audio_raises() -> None:
     with pytest.raises(ValueError, match="0 samples"):
         tiny()(torch.zeros(1, 0))
+
+
+# ----------------------------------------------------------------------------- public power API
+def test_power_rows_follow_block_layout(fe60: HarmonicCQT) -> None:
+    """Row k of `power` is the CQT power at `block_layout().freqs[k]`, by the definition."""
+    y = noise_chirp(2.0, seed=3)
+    x = torch.from_numpy(y)[None]
+    layout = fe60.block_layout()
+    power = fe60.power(x)[0].double().numpy()  # (K, T)
+    assert power.shape == (fe60.n_union_bins, fe60.n_frames(len(y)))
+    assert sum(layout.group_sizes) == fe60.n_union_bins == len(layout.freqs)
+    assert layout.dtype == torch.float32
+    assert layout.margin == math.ceil(layout.half_kernel / layout.hop)
+    for k in (0, 100, 555, 900, fe60.n_union_bins - 1):
+        ref = direct_cqt(y, float(layout.freqs[k]), fe60.hop, fe60.bins_per_octave) ** 2
+        assert np.linalg.norm(power[k] - ref) / np.linalg.norm(ref) < 0.01, k
+    # the union of the grid: every harmonic's bins are among the computed ones
+    for h in fe60.harmonics:
+        wanted = fe60.fmin * h * 2.0 ** (np.arange(fe60.n_bins) / fe60.bins_per_octave)
+        assert np.isclose(wanted[:, None], layout.freqs[None], rtol=1e-6).any(1).all(), h
+
+
+@pytest.mark.parametrize("log_scale", [True, False])
+def test_from_power_equals_forward(log_scale: bool) -> None:
+    fe = tiny(log_scale=log_scale)
+    x = torch.randn(2, 9000) * 0.1
+    torch.testing.assert_close(fe.from_power(fe.power(x)), fe(x), rtol=1e-6, atol=1e-6)
+
+
+def test_autograd_path_equals_inference_path() -> None:
+    """With autograd the bands are concatenated instead of written in place; same values."""
+    fe = HarmonicCQT(log_scale=False)
+    x = torch.from_numpy(noise_chirp(1.5, seed=4))[None].repeat(2, 1)
+    with torch.inference_mode():
+        fast = fe(x)
+    slow = fe(x.clone().requires_grad_(True))
+    assert slow.requires_grad
+    torch.testing.assert_close(slow.detach(), fast, rtol=1e-5, atol=1e-6 * float(fast.max()))
+
+
+# ----------------------------------------------------------------------------- thread policy
+@pytest.mark.parametrize(
+    ("requested", "cores", "busy", "expect"),
+    [
+        (2, 2, 0.0, 2),  # quiet: what torch was asked for
+        (2, 2, 0.4, 2),
+        (2, 2, 1.0, 1),  # one core busy elsewhere
+        (2, 2, 2.0, 1),  # oversubscribed: single-threaded, never 0
+        (2, 2, 7.5, 1),
+        (4, 16, 3.0, 4),  # never more than requested
+        (8, 16, 10.0, 6),
+    ],
+)
+def test_choose_threads(requested: int, cores: int, busy: float, expect: int) -> None:
+    assert frontend.choose_threads(requested, cores, busy) == expect
+
+
+def test_auto_threads_run_single_threaded_when_busy_and_restore(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fe = tiny()
+    seen: list[int] = []
+    union_power = fe._union_power
+
+    def spy(*args: object) -> object:
+        seen.append(torch.get_num_threads())
+        return union_power(*args)
+
+    monkeypatch.setattr(fe, "_union_power", spy)
+    monkeypatch.setattr(frontend, "_usable_cores", lambda: 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(frontend, "_busy_elsewhere", lambda: 3.0)
+        fe(torch.randn(1, 4000))
+        assert seen[-1] == 1
+        assert torch.get_num_threads() == 2  # restored after the call
+        # a quiet machine, once the policy is read again
+        monkeypatch.setattr(frontend, "_busy_elsewhere", lambda: 0.0)
+        fe._policy = None
+        fe(torch.randn(1, 4000))
+        assert seen[-1] == 2
+        # a fixed count is used as given
+        fixed = tiny(threads=1)
+        monkeypatch.setattr(fixed, "_union_power", spy)
+        fixed(torch.randn(1, 4000))
+        assert seen[-1] == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_busy_elsewhere_is_a_core_count() -> None:
+    busy = frontend._busy_elsewhere()
+    assert isinstance(busy, float)
+    assert busy >= 0.0
+
+
+@pytest.mark.parametrize("threads", [0, -1, "two", 1.5, True])
+def test_invalid_threads_raise(threads: object) -> None:
+    with pytest.raises(ValueError, match="threads"):
+        tiny(threads=threads)
+
+
+def test_autocast_does_not_change_the_hcqt() -> None:
+    """Mixed-precision training runs the front end under autocast; it stays float32."""
+    fe = tiny()
+    x = torch.randn(2, 9000) * 0.1
+    ref = fe(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fe(x.clone().requires_grad_(True))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.detach(), ref, rtol=1e-5, atol=1e-6)
