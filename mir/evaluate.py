@@ -231,7 +231,7 @@ def run(
 ) -> dict[str, Any]:
     """Evaluate `ckpt` on `data`/`split` and write the score files; returns the summary."""
     from mir.audio import atomic_write
-    from mir.checkpoint import load_module
+    from mir.checkpoint import checkpoint_name, load_module
     from mir.predict import to_device
     from mir.report import write_json
     from mir.train import instantiate
@@ -254,7 +254,7 @@ def run(
     atomic_write(out / "per_track.csv", lambda tmp: Path(tmp).write_text(text))
     write_json(out / "per_track.json", per_track)
     result = {
-        "ckpt": str(Path(ckpt).resolve()),
+        "ckpt": checkpoint_name(ckpt),
         "data": data,
         "split": split,
         "tracks": n,

@@ -387,6 +387,15 @@ def _quiet_fds() -> Iterator[None]:
             os.close(fd)
 
 
+def default_output(ckpt: str) -> Path:
+    """The checkpoint's path with ``.pt``; ``<name>.pt`` here for ``pretrained:<dir>/<name>``."""
+    from mir.checkpoint import PRETRAINED
+
+    if str(ckpt).startswith(PRETRAINED):
+        return Path(str(ckpt)[len(PRETRAINED) :].rsplit("/", 1)[-1] + ".pt")
+    return Path(ckpt).with_suffix(".pt")
+
+
 def run(ckpt: str, output: str | None = None, onnx: bool = False):
     """Export `ckpt`; returns (TorchScript path, ONNX path or None, ONNX failure reason)."""
     from mir.audio import atomic_write
@@ -395,7 +404,7 @@ def run(ckpt: str, output: str | None = None, onnx: bool = False):
     if not ckpt:
         raise ConfigError("no checkpoint given: use ckpt=<path to .ckpt>")
     module, _ = load_module(ckpt, map_location="cpu")
-    out = Path(output) if output else Path(ckpt).with_suffix(".pt")
+    out = Path(output) if output else default_output(ckpt)
     traced, meta, worst = export(module)
     meta["checked_max_abs_diff"] = worst
     text = json.dumps(meta, indent=2, default=str)

@@ -372,7 +372,7 @@ def run(
     """Predict every input file; returns (files done, skipped as finished, failed)."""
     from tqdm import tqdm
 
-    from mir.checkpoint import load_module
+    from mir.checkpoint import checkpoint_name, load_module
 
     if not ckpt:
         raise ConfigError("no checkpoint given: use ckpt=<path to .ckpt>")
@@ -384,7 +384,7 @@ def run(
     files = find_inputs(Path(input), exclude=out_root)
     module, _ = load_module(ckpt, map_location="cpu")
     module = to_device(module, device)
-    meta = {"ckpt": str(Path(ckpt).resolve())}
+    meta = {"ckpt": checkpoint_name(ckpt)}
 
     done = skipped = failed = 0
     bar = tqdm(files, desc="mir.predict", unit="file", file=sys.stderr, dynamic_ncols=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,23 @@ def instantiate(node: Any, **kwargs: Any) -> Any:
 
 
 def resolve_ckpt(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """The checkpoint to resume from, checked as data (`mir.checkpoint.read_checkpoint`).
+
+    Raises:
+        ConfigError: the file is missing, or is not a data-only mir checkpoint.
+    """
+    from mir.checkpoint import read_checkpoint
+
     if ckpt_path in (None, ""):
         return None
     if ckpt_path == "last":
         last = output_dir / "checkpoints" / "last.ckpt"
-        return str(last) if last.is_file() else None
+        if not last.is_file():
+            return None
+        ckpt_path = str(last)
     if not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path {ckpt_path}: checkpoint file does not exist")
+    read_checkpoint(ckpt_path)  # refuses pickled objects and configs outside the allowlist
     return str(ckpt_path)
 
 
@@ -54,8 +65,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     if not cfg.get("task"):
         raise ConfigError("no task selected: use task=<name> or task=[a,b]")
-    pl.seed_everything(int(cfg.seed), workers=True)
     out_dir = Path(cfg.output_dir)
+    resume = resolve_ckpt(cfg.get("ckpt_path"), out_dir) if cfg.train else None
+    pl.seed_everything(int(cfg.seed), workers=True)
 
     module = instantiate(cfg.model)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
@@ -77,7 +89,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     result: dict[str, Any] = {"monitor": module.monitor}
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg.ckpt_path, out_dir))
+        # Lightning >= 2.5 takes weights_only; the file was checked as data-only above anyway
+        takes = "weights_only" in signature(trainer.fit).parameters
+        data_only = {"weights_only": True} if takes else {}
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, **data_only)
         result["val"] = module.results.get("val", {})
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
