@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -89,15 +90,25 @@ def audio_info(path: str | os.PathLike[str]) -> sf._SoundFileInfo:
         raise AudioError(f"{path}: cannot read audio header ({exc})") from None
 
 
+TEMP_SUFFIX = ".tmp"
+# `.<name>.<8 mkstemp characters>[<suffix>].tmp`, and the `.<name>.<8>.<ext>` of older
+# versions, whose audio extension a later folder search took for an input.
+_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)*\.tmp$")
+_OLD_TEMP = re.compile(r"^\..+(\.[A-Za-z0-9]+)\.[a-z0-9_]{8}\1$")
+
+
 def atomic_write(path: str | os.PathLike[str], write, suffix: str = "") -> Path:
     """Call `write(tmp_path)` on a temporary file beside `path`, then rename it into place.
 
-    A crash mid-write leaves the previous file (or nothing), never a truncated one.
+    A crash mid-write leaves the previous file (or nothing), never a truncated one. The
+    temporary file is hidden and ends in ``.tmp`` (``.<name>.<random><suffix>.tmp``), so no
+    search for audio files ever takes it for an input; `remove_temp_files` clears the ones
+    a killed run left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix
+        dir=path.parent, prefix=f".{path.name}.", suffix=f"{suffix}{TEMP_SUFFIX}"
     )
     os.close(fd)
     try:
@@ -118,3 +129,17 @@ def write_wav(path: str | os.PathLike[str], audio: np.ndarray, sr: int) -> Path:
     audio = np.asarray(audio, dtype=np.float32)
     data = audio.T if audio.ndim == 2 else audio
     return atomic_write(path, lambda tmp: sf.write(tmp, data, sr, subtype="FLOAT", format="WAV"))
+
+
+def remove_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files `atomic_write` left under `folder` (a killed run's).
+
+    Returns:
+        The files removed.
+    """
+    removed = []
+    for p in Path(folder).rglob(".*"):
+        if (_TEMP.match(p.name) or _OLD_TEMP.match(p.name)) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

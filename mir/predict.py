@@ -8,7 +8,8 @@ Arguments (``key=value``, as for ``mir.train``):
     ckpt: checkpoint written by ``mir.train`` (``.../checkpoints/last.ckpt``).
     input: an audio file, or a folder searched recursively for wav, flac, mp3, ogg, aiff.
     output: folder receiving one sub-folder per input file.
-    overwrite: redo inputs that already have a ``DONE`` marker (default: skip them).
+    overwrite: redo inputs that already have a ``DONE`` marker (default: skip those whose
+        marker records this input's path, size and modification time).
     device: torch device for inference (``cpu``, ``cuda``, ``cuda:1``...).
     top_k: tags listed in ``<task>.json``'s ``top``.
     min_note: shortest MIDI note kept, in s.
@@ -24,7 +25,13 @@ Output layout, for an input ``<input>/<dir>/<name>.<ext>``:
         <task>.beats.txt    beats: one time per line (and <task>.downbeats.txt)
         tagging.json        tags: top-k and all scores
         <name>.jams         every annotation above in one JAMS file
-        DONE                written last; its presence means the folder is complete
+        DONE                written last (JSON: the input's path, size and mtime, the
+                            checkpoint); its presence means the folder is complete
+
+``<name>`` becomes ``<name>_<ext>-<hash>`` (8 hex digits of the relative path's hash) when
+another input has the same name (``a.wav`` and ``a.flac``) or its folder would hold
+another input's outputs (``a.wav`` beside ``a/``). Temporary files (hidden, ending in
+``.tmp``) a killed run left in the output folder are removed at start.
 
 Any sample rate or channel count is accepted: the model hears the mono downmix
 resampled to its own rate. Unreadable files are reported on one line each and skipped;
@@ -136,16 +143,21 @@ def run_cli(
 
 # -- inputs ---------------------------------------------------------------------------------
 def find_inputs(path: Path, exclude: Path | None = None) -> list[tuple[Path, str]]:
-    """Audio files at `path` and their output names (relative path without extension).
+    """Audio files at `path` and their output folder names.
 
     A folder is searched recursively (files under `exclude`, the output folder, are left
-    out); two files that differ only in extension keep their extension in the name.
+    out). A file's output name is its relative path without extension, unless that name is
+    shared by another file (``a.wav`` and ``a.flac``, or ``A.wav`` and ``a.wav``: folders
+    that differ only in case are one folder on some systems) or is a folder that holds
+    another input's outputs (``a.wav`` beside ``a/b.wav``); such a file's name becomes
+    ``<relative path>_<ext>-<8 hex digits of the hash of its relative path>``, so no two
+    inputs ever share an output folder and none nests inside another's.
 
     Raises:
-        ConfigError: `path` does not exist or holds no audio file.
+        ConfigError: `path` does not exist or holds no audio file, or two inputs still map
+            to one output name (both are named).
     """
-    if not path.exists():
-        raise ConfigError(f"input {path} does not exist")
+    check_exists(path, "input")
     if path.is_file():
         return [(path, path.stem)]
     ex = exclude.resolve() if exclude is not None else None
@@ -160,10 +172,73 @@ def find_inputs(path: Path, exclude: Path | None = None) -> list[tuple[Path, str
         raise ConfigError(
             f"no audio files ({', '.join(e[1:] for e in AUDIO_EXTENSIONS)}) under {path}"
         )
-    rel = [p.relative_to(path).with_suffix("").as_posix() for p in files]
-    dup = {r for r in rel if rel.count(r) > 1}
-    names = [f"{r}_{p.suffix[1:]}" if r in dup else r for p, r in zip(files, rel, strict=True)]
+    rel = [p.relative_to(path).as_posix() for p in files]
+    plain = [r.rsplit(".", 1)[0] for r in rel]
+    folded = [n.casefold() for n in plain]
+    count = {n: folded.count(n) for n in folded}
+    ancestors = {"/".join(n.split("/")[:i]) for n in folded for i in range(1, n.count("/") + 1)}
+    names = [
+        _hashed(r) if count[f] > 1 or f in ancestors else n
+        for r, n, f in zip(rel, plain, folded, strict=True)
+    ]
+    seen: dict[str, Path] = {}
+    for p, n in zip(files, names, strict=True):
+        other = seen.setdefault(n.casefold(), p)
+        if other is not p:
+            raise ConfigError(f"inputs {other} and {p} would share the output folder {n}")
+    for p, n in zip(files, names, strict=True):
+        parts = n.casefold().split("/")
+        for i in range(1, len(parts)):
+            other = seen.get("/".join(parts[:i]))
+            if other is not None:
+                raise ConfigError(f"the outputs of {p} would lie inside those of {other}")
     return list(zip(files, names, strict=True))
+
+
+def _hashed(rel: str) -> str:
+    """``<rel without ext>_<ext>-<8 hex digits of sha1(rel)>``: unique per relative path."""
+    import hashlib
+
+    stem, _, ext = rel.rpartition(".")
+    return f"{stem}_{ext}-{hashlib.sha1(rel.encode()).hexdigest()[:8]}"
+
+
+def check_exists(path: Path, what: str) -> None:
+    """Raise a `ConfigError` that names why `path` cannot be reached (missing, a symlink
+    loop, permission)."""
+    import errno
+    import os
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"{what} {path} is a symbolic link loop") from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(f"{what} {path}: permission denied") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise ConfigError(f"{what} {path} does not exist") from None
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
+
+
+def input_signature(path: Path) -> dict[str, Any]:
+    """What identifies an input's content for the DONE marker: path, size, mtime."""
+    st = path.stat()
+    return {"input": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def is_done(out_dir: Path, path: Path) -> bool:
+    """True when `out_dir` holds a DONE marker written for this very input (same path,
+    size and modification time); a changed, moved or replaced input is redone."""
+    done = out_dir / DONE
+    if not done.is_file():
+        return False
+    try:
+        marker = json.loads(done.read_text())
+    except (OSError, ValueError):
+        return False
+    want = input_signature(path)
+    return isinstance(marker, dict) and all(marker.get(k) == v for k, v in want.items())
 
 
 # -- per-task writers -----------------------------------------------------------------------
@@ -334,6 +409,10 @@ def predict_file(
     channels = _fit_length(channels, len(mono))  # (C, N')
 
     done = out_dir / DONE
+    if done.is_dir() or out_dir.is_file():
+        raise ConfigError(
+            f"{path}: its output {done} is in the way (a folder or file of that name)"
+        )
     done.unlink(missing_ok=True)  # an interrupted overwrite must not look finished
     track = Track(name=path.stem, audio=mono, sr=fe.sr)
     # What `MirModule.predict_track` does, keeping the raw outputs: stereo stems need masks.
@@ -351,7 +430,11 @@ def predict_file(
         annotations += write(ctx, name, task, estimates[name])
     sandbox = {"mir": {"input": str(path), "tasks": list(module.tasks), **dict(meta or {})}}
     write_jams(out_dir / f"{path.stem}.jams", annotations, ctx.duration, path.stem, sandbox)
-    marker = {"input": str(path), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **(meta or {})}
+    marker = {
+        **input_signature(path),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **(meta or {}),
+    }
     from mir.audio import atomic_write
 
     text = json.dumps(marker, indent=2) + "\n"
@@ -372,6 +455,7 @@ def run(
     """Predict every input file; returns (files done, skipped as finished, failed)."""
     from tqdm import tqdm
 
+    from mir.audio import remove_temp_files
     from mir.checkpoint import checkpoint_name, load_module
 
     if not ckpt:
@@ -381,16 +465,24 @@ def run(
     if not output:
         raise ConfigError("no output folder given: use output=<folder>")
     out_root = Path(output)
-    files = find_inputs(Path(input), exclude=out_root)
+    in_path = Path(input)
+    check_exists(in_path, "input")
+    if out_root.resolve() == in_path.resolve():
+        raise ConfigError(f"output {out_root} is the input folder; choose another output folder")
+    if out_root.exists() and in_path.resolve().is_relative_to(out_root.resolve()):
+        raise ConfigError(f"input {in_path} is inside the output folder {out_root}")
+    files = find_inputs(in_path, exclude=out_root)
     module, _ = load_module(ckpt, map_location="cpu")
     module = to_device(module, device)
     meta = {"ckpt": checkpoint_name(ckpt)}
+    if out_root.is_dir():
+        remove_temp_files(out_root)  # a killed run's half-written files
 
     done = skipped = failed = 0
     bar = tqdm(files, desc="mir.predict", unit="file", file=sys.stderr, dynamic_ncols=True)
     for path, name in bar:
         out_dir = out_root / name
-        if not overwrite and (out_dir / DONE).is_file():
+        if not overwrite and is_done(out_dir, path):
             skipped += 1
             continue
         bar.set_postfix_str(name[-40:], refresh=False)

@@ -112,3 +112,48 @@ def test_cli_tagging_without_vocabulary(tmp_path):
     assert r.returncode == 2
     assert "no tag vocabulary" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# -- mir.predict: inputs and destinations, refused before any work --------------------------
+def _wav(path: Path, seconds: float = 0.5, sr: int = 22050) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
+    return path
+
+
+def _predict_error(**kwargs) -> str:
+    from mir.errors import ConfigError
+    from mir.predict import run
+
+    with pytest.raises(ConfigError) as info:
+        run(**{"ckpt": "never-opened.ckpt", **kwargs})
+    return str(info.value)
+
+
+def test_predict_output_is_input(tmp_path):
+    _wav(tmp_path / "a.wav")
+    msg = _predict_error(input=str(tmp_path), output=str(tmp_path))
+    assert msg == f"output {tmp_path} is the input folder; choose another output folder"
+
+
+def test_predict_input_inside_output(tmp_path):
+    _wav(tmp_path / "out" / "in" / "a.wav")
+    msg = _predict_error(input=str(tmp_path / "out" / "in"), output=str(tmp_path / "out"))
+    assert msg == f"input {tmp_path / 'out' / 'in'} is inside the output folder {tmp_path / 'out'}"
+
+
+def test_predict_input_symlink_loop(tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    msg = _predict_error(input=str(loop), output=str(tmp_path / "out"))
+    assert msg == f"input {loop} is a symbolic link loop"
+
+
+def test_predict_inputs_that_cannot_be_told_apart(tmp_path, monkeypatch):
+    import mir.predict
+
+    a, b = _wav(tmp_path / "in" / "a.wav"), _wav(tmp_path / "in" / "a.flac")
+    monkeypatch.setattr(mir.predict, "_hashed", lambda rel: "same")  # a forced hash collision
+    msg = _predict_error(input=str(tmp_path / "in"), output=str(tmp_path / "out"))
+    assert msg == f"inputs {b} and {a} would share the output folder same"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -263,3 +264,79 @@ def test_cli_rejects_bad_arguments(capsys, tmp_path):
     assert all(line.startswith("error: ") for line in err)
     assert "unknown argument 'inputs'" in err[0]
     assert "does not exist" in err[2]
+
+
+# -- inputs never collide, changed inputs are redone, temp files never count ----------------
+def _tone(path: Path, hz: float, seconds: float = 1.0, sr: int = 22050) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, (0.2 * np.sin(2 * np.pi * hz * t)).astype(np.float32), sr)
+    return path
+
+
+def test_output_names_are_unique_per_input(tmp_path):
+    from mir.predict import find_inputs
+
+    for name in ("a.wav", "a.flac", "a_wav.wav", "b.wav", "B.ogg", "c.wav"):
+        _tone(tmp_path / name, 220)
+    (tmp_path / "c").mkdir()
+    _tone(tmp_path / "c" / "DONE.wav", 330)
+    names = dict((p.relative_to(tmp_path).as_posix(), n) for p, n in find_inputs(tmp_path))
+    assert names["a_wav.wav"] == "a_wav"
+    assert names["c/DONE.wav"] == "c/DONE"
+    for rel in ("a.wav", "a.flac", "b.wav", "B.ogg", "c.wav"):  # shared or nesting: hashed
+        stem, ext = rel.rsplit(".", 1)
+        assert re.fullmatch(rf"{stem}_{ext}-[0-9a-f]{{8}}", names[rel]), names
+    assert len({n.casefold() for n in names.values()}) == len(names)
+
+
+def test_colliding_inputs_are_all_analysed(trained_ckpt, tmp_path):  # noqa: F811
+    from mir.predict import run
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    files = [_tone(src / n, hz) for n, hz in (("a.wav", 220), ("a.flac", 330), ("a_wav.wav", 440))]
+    (src / "a").mkdir()
+    files.append(_tone(src / "a" / "DONE.wav", 550))  # a folder named like a.wav's outputs
+    assert run(str(trained_ckpt), str(src), str(out)) == (4, 0, 0)
+    markers = [json.loads(p.read_text()) for p in out.rglob("DONE") if p.is_file()]
+    assert sorted(m["input"] for m in markers) == sorted(str(f.resolve()) for f in files)
+
+
+def test_changed_input_is_redone_and_temp_files_are_cleared(trained_ckpt, tmp_path):  # noqa: F811
+    import os
+
+    from mir.predict import run
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    a, b = _tone(src / "a.wav", 220), _tone(src / "b.wav", 330)
+    assert run(str(trained_ckpt), str(src), str(out)) == (2, 0, 0)
+    assert run(str(trained_ckpt), str(src), str(out)) == (0, 2, 0)
+    _tone(a, 440, seconds=1.5)  # new content, new size
+    st = b.stat()
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same size, touched
+    # what a run killed mid-write leaves, in this version's and the old naming
+    stale = [out / "a" / ".vocals.wav.k2j_9x0q.tmp", out / "b" / ".vocals.wav.ab3d_fgh.wav"]
+    for p in stale:
+        p.write_bytes(b"half")
+    keep = out / "a" / ".notes.wav"
+    keep.write_bytes(b"user file")
+    assert run(str(trained_ckpt), str(src), str(out)) == (2, 0, 0)
+    assert not any(p.exists() for p in stale)
+    assert keep.exists()
+    assert json.loads((out / "a" / "DONE").read_text())["size"] == a.stat().st_size
+
+
+def test_temp_files_never_look_like_audio(tmp_path):
+    from mir.audio import atomic_write
+
+    seen = []
+
+    def write(tmp: str) -> None:
+        seen.append(Path(tmp).name)
+        Path(tmp).write_bytes(b"x")
+
+    atomic_write(tmp_path / "vocals.wav", write)
+    assert seen[0].startswith(".vocals.wav.")
+    assert seen[0].endswith(".tmp")
+    assert (tmp_path / "vocals.wav").read_bytes() == b"x"
