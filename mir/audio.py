@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -12,6 +13,63 @@ import soundfile as sf
 
 from mir.errors import AudioError
 
+log = logging.getLogger("mir.audio")
+_STRICT = [False]  # set_strict(): truncated audio is an error instead of a warning
+
+
+def set_strict(on: bool) -> None:
+    """Make audio whose data is shorter than its header declares an error (`AudioError`)
+    in this process instead of a warning (``strict=true`` of the commands)."""
+    _STRICT[0] = bool(on)
+
+
+def declared_frames(path: str | os.PathLike[str]) -> int | None:
+    """Frames a WAV file's header declares (its ``data`` chunk size), or None when the file
+    is not a RIFF/WAVE file or declares no length (size 0 or 0xFFFFFFFF, as streams do).
+
+    libsndfile silently reads what is there, so a file cut short reads as a shorter sound.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = 0
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if cid == b"fmt ":
+                    fmt = f.read(size + (size & 1))
+                    block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else 0
+                elif cid == b"data":
+                    if block_align <= 0 or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    f.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+
+
+def check_complete(path: str | os.PathLike[str], frames: int, strict: bool | None = None) -> None:
+    """Warn (or raise under `strict`) when `path` holds fewer frames than its header declares.
+
+    Raises:
+        AudioError: in strict mode, the data is shorter than declared.
+    """
+    claimed = declared_frames(path)
+    if claimed is None or frames >= claimed:
+        return
+    msg = (
+        f"{path}: the header declares {claimed} samples but the file holds only {frames} "
+        "(truncated?)"
+    )
+    if _STRICT[0] if strict is None else strict:
+        raise AudioError(msg)
+    log.warning("%s", msg)
+
 
 def load_audio(
     path: str | os.PathLike[str],
@@ -20,6 +78,7 @@ def load_audio(
     expect_sr: int | None = None,
     min_samples: int = 1,
     allow_silence: bool = True,
+    strict: bool | None = None,
 ) -> np.ndarray:
     """Read an audio file as float32, resampled to `sr`.
 
@@ -30,9 +89,12 @@ def load_audio(
         expect_sr: if given, the file must already have this rate (no resampling).
         min_samples: shortest acceptable length after resampling, in samples.
         allow_silence: if False, an all-zero file is an error.
+        strict: a file whose data is shorter than its header declares is an error, not a
+            warning naming both lengths (None: the process setting, `set_strict`).
 
     Raises:
-        AudioError: the file is missing, unreadable, at the wrong rate, too short or silent.
+        AudioError: the file is missing, unreadable, at the wrong rate, too short or silent,
+            or (strict) truncated.
     """
     path = Path(path)
     if not path.is_file():
@@ -47,6 +109,7 @@ def load_audio(
                 f"{sf.__libsndfile_version__}): upgrade soundfile or convert to wav"
             )
         raise AudioError(f"{path}: cannot read audio ({exc}){hint}") from None
+    check_complete(path, data.shape[0], strict)
     if expect_sr is not None and file_sr != expect_sr:
         raise AudioError(f"{path}: sample rate is {file_sr} Hz, expected {expect_sr} Hz")
     if data.shape[0] == 0:

@@ -2,7 +2,7 @@
 
 Usage:
     python -m mir.evaluate ckpt=<path> data=<name> [split=test] [output=<folder>]
-        [device=cpu] [baselines=true] [data.<key>=<value> ...]
+        [device=cpu] [baselines=true] [strict=false] [data.<key>=<value> ...]
 
 Arguments (``key=value``, as for ``mir.train``):
     ckpt: checkpoint written by ``mir.train``.
@@ -12,6 +12,7 @@ Arguments (``key=value``, as for ``mir.train``):
     output: folder for the score files (default ``eval/<data>-<split>``).
     device: torch device for inference.
     baselines: also score each task's trivial baseline on the same tracks.
+    strict: audio shorter than its header declares is an error (default: a warning).
     data.*: any override of the dataset config (Hydra syntax), e.g.
         ``data.datasets.medleydb.root=/data/MedleyDB``; ``data.max_eval_tracks=5``
         evaluates the first 5 tracks (by id) of each dataset's split.
@@ -54,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "split": "test",
     "output": None,
     "device": "cpu",
+    "strict": False,
     "baselines": True,
 }
 SYSTEMS = ("model", "baseline")
@@ -270,7 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mir.predict import as_bool, run_cli
 
     def body(args: dict[str, Any], overrides: list[str]) -> int:
+        from mir.audio import set_strict
+
         args["baselines"] = as_bool(args["baselines"], "baselines")
+        set_strict(as_bool(args.pop("strict"), "strict"))
         run(**args, data_overrides=overrides)
         return 0
 

@@ -2,7 +2,7 @@
 
 Usage:
     python -m mir.predict ckpt=<path> input=<file or folder> output=<folder>
-        [overwrite=false] [device=cpu] [top_k=5] [min_note=0.05]
+        [overwrite=false] [device=cpu] [top_k=5] [min_note=0.05] [strict=false]
 
 Arguments (``key=value``, as for ``mir.train``):
     ckpt: checkpoint written by ``mir.train`` (``.../checkpoints/last.ckpt``).
@@ -13,6 +13,8 @@ Arguments (``key=value``, as for ``mir.train``):
     device: torch device for inference (``cpu``, ``cuda``, ``cuda:1``...).
     top_k: tags listed in ``<task>.json``'s ``top``.
     min_note: shortest MIDI note kept, in s.
+    strict: a file whose data is shorter than its header declares fails (default: a
+        warning naming both lengths, and the file is analysed as it is).
 
 Output layout, for an input ``<input>/<dir>/<name>.<ext>``:
     <output>/<dir>/<name>/
@@ -64,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "output": None,
     "overwrite": False,
     "device": "cpu",
+    "strict": False,
     "top_k": 5,
     "min_note": 0.05,
 }
@@ -514,7 +517,10 @@ def to_device(module: Any, device: str) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body(args: dict[str, Any], _: list[str]) -> int:
+        from mir.audio import set_strict
+
         args["overwrite"] = as_bool(args["overwrite"], "overwrite")
+        set_strict(as_bool(args.pop("strict"), "strict"))
         done, skipped, failed = run(**args)
         print(
             f"mir.predict: {done} done, {skipped} already finished (skipped), {failed} failed",

@@ -61,10 +61,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Build everything from `cfg`, fit, test, print and save the score tables."""
     import pytorch_lightning as pl
 
+    from mir.audio import set_strict
     from mir.report import baseline_scores, median_scores, score_table, write_json
 
     if not cfg.get("task"):
         raise ConfigError("no task selected: use task=<name> or task=[a,b]")
+    set_strict(bool(cfg.get("strict", False)))
     out_dir = Path(cfg.output_dir)
     resume = resolve_ckpt(cfg.get("ckpt_path"), out_dir) if cfg.train else None
     pl.seed_everything(int(cfg.seed), workers=True)

@@ -157,3 +157,89 @@ def test_predict_inputs_that_cannot_be_told_apart(tmp_path, monkeypatch):
     monkeypatch.setattr(mir.predict, "_hashed", lambda rel: "same")  # a forced hash collision
     msg = _predict_error(input=str(tmp_path / "in"), output=str(tmp_path / "out"))
     assert msg == f"inputs {b} and {a} would share the output folder same"
+
+
+# -- data is checked before it is used ------------------------------------------------------
+def test_truncated_wav_warns_with_both_lengths_or_fails_when_strict(tmp_path, caplog):
+    full, cut = tmp_path / "full.wav", tmp_path / "cut.wav"
+    write_wav(full, 0.1 * np.ones(22050, dtype=np.float32), 22050)
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) - 4 * 11025])  # the header still declares 22050 samples
+    with caplog.at_level("WARNING", logger="mir.audio"):
+        assert len(load_audio(full, 22050)) == 22050
+        assert not caplog.records
+        assert len(load_audio(cut, 22050)) == 11025
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        f"{cut}: the header declares 22050 samples but the file holds only 11025 (truncated?)"
+    )
+    with pytest.raises(AudioError, match=r"cut\.wav: the header declares 22050 samples"):
+        load_audio(cut, 22050, strict=True)
+
+
+def test_strict_is_a_process_setting(tmp_path):
+    from mir.audio import set_strict
+
+    cut = tmp_path / "cut.wav"
+    write_wav(tmp_path / "full.wav", np.ones(1000, dtype=np.float32), 22050)
+    cut.write_bytes((tmp_path / "full.wav").read_bytes()[:-400])
+    set_strict(True)
+    try:
+        with pytest.raises(AudioError, match="holds only 900"):
+            load_audio(cut, 22050)
+    finally:
+        set_strict(False)
+    assert len(load_audio(cut, 22050)) == 900
+
+
+@pytest.fixture(scope="module")
+def one_piece(tmp_path_factory):
+    from mir.data.embedded import EmbeddedDataset
+
+    ds = EmbeddedDataset(root=str(tmp_path_factory.mktemp("cache")), n_pieces=1, max_duration=3)
+    (tid,) = ds._ensure()
+    return ds, tid, ds.load(tid)
+
+
+@pytest.mark.parametrize("damage", ["cut_mix", "noise_mix", "noise_stem", "annotations"])
+def test_damaged_render_cache_is_rendered_again(one_piece, damage, caplog):
+    ds, tid, good = one_piece
+    folder = ds.cache_dir / tid
+    rng = np.random.default_rng(0)
+    if damage == "cut_mix":  # half the samples, a valid header: reads as a shorter mix
+        write_wav(folder / "mix.wav", good.audio[: len(good.audio) // 2], ds.sr)
+    elif damage == "noise_mix":  # same length, other content
+        write_wav(folder / "mix.wav", 0.1 * rng.standard_normal(len(good.audio)), ds.sr)
+    elif damage == "noise_stem":
+        stem = next(iter(sorted((folder / "stems").glob("*.wav"))))
+        write_wav(stem, 0.1 * rng.standard_normal(len(good.audio)), ds.sr)
+    else:
+        text = (folder / "annotations.json").read_text()
+        (folder / "annotations.json").write_text(text.replace('"beats": [', '"beats": [0.0, '))
+    with caplog.at_level("WARNING", logger="mir.data.embedded"):
+        again = ds.load(tid)
+    assert any(
+        f"embedded piece {tid}:" in r.getMessage() and "rendering it again" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
+    np.testing.assert_array_equal(again.audio, good.audio)
+    np.testing.assert_array_equal(again.beats, good.beats)
+    for name, x in good.stems.items():
+        np.testing.assert_array_equal(again.stems[name], x)
+
+
+def test_damaged_piece_is_refused_naming_it(one_piece):
+    from mir.data.embedded import CorruptPiece, read_piece
+
+    ds, tid, good = one_piece
+    folder = ds.cache_dir / tid
+    write_wav(folder / "mix.wav", good.audio[:100], ds.sr)
+    with pytest.raises(CorruptPiece) as info:
+        read_piece(folder, tid, ds.sr, "train")
+    assert str(info.value) == (
+        f"embedded piece {tid}: {folder / 'mix.wav'} has 100 samples, the render had "
+        f"{len(good.audio)}"
+    )
+    with pytest.raises(CorruptPiece, match=f"embedded piece {tid}: rendered at 22050 Hz, read at"):
+        read_piece(folder, tid, 16000, "train")
+    assert len(ds.load(tid).audio) == len(good.audio)  # and the dataset renders it again
