@@ -8,8 +8,11 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from inspect import signature
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,9 @@ def instantiate(node: Any, **kwargs: Any) -> Any:
 def resolve_ckpt(ckpt_path: str | None, output_dir: Path) -> str | None:
     """The checkpoint to resume from, checked as data (`mir.checkpoint.read_checkpoint`).
 
+    ``last`` is the run dir's ``checkpoints/last.ckpt`` and must exist; ``last_or_new`` is
+    the same, or a fresh start when there is none.
+
     Raises:
         ConfigError: the file is missing, or is not a data-only mir checkpoint.
     """
@@ -46,10 +52,15 @@ def resolve_ckpt(ckpt_path: str | None, output_dir: Path) -> str | None:
 
     if ckpt_path in (None, ""):
         return None
-    if ckpt_path == "last":
+    if ckpt_path in ("last", "last_or_new"):
         last = output_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
-            return None
+            if ckpt_path == "last_or_new":
+                return None
+            raise ConfigError(
+                f"ckpt_path=last: {last} does not exist; use ckpt_path=last_or_new to start "
+                "from scratch when there is nothing to resume"
+            )
         ckpt_path = str(last)
     if not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path {ckpt_path}: checkpoint file does not exist")
@@ -57,8 +68,54 @@ def resolve_ckpt(ckpt_path: str | None, output_dir: Path) -> str | None:
     return str(ckpt_path)
 
 
+LOCK = "train.lock"
+
+
+@contextlib.contextmanager
+def run_dir_lock(out_dir: Path) -> Iterator[None]:
+    """Hold an advisory lock (``fcntl.flock``) on ``<run dir>/train.lock`` while training,
+    so a second training in the same run dir refuses at once instead of overwriting the
+    checkpoints and scores. The lock holder's PID is written in the file; the lock goes
+    with the process (a killed run leaves no stale lock). DDP ranks other than 0 share
+    rank 0's lock.
+
+    Raises:
+        ConfigError: another process holds the lock (its PID is named).
+    """
+    import fcntl
+
+    if any(int(os.environ.get(k, "0") or 0) for k in ("LOCAL_RANK", "RANK", "NODE_RANK")):
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise ConfigError(
+                f"run dir {out_dir} is in use by another training (PID {holder}, lock {path}); "
+                "wait for it to finish or choose another hydra.run.dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Build everything from `cfg`, fit, test, print and save the score tables."""
+    out_dir = Path(cfg.output_dir)
+    # checked before anything is written (the lock file included)
+    resume = resolve_ckpt(cfg.get("ckpt_path"), out_dir) if cfg.get("train", True) else None
+    with run_dir_lock(out_dir):
+        return _run(cfg, resume)
+
+
+def _run(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
     import pytorch_lightning as pl
 
     from mir.audio import set_strict
@@ -68,7 +125,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("no task selected: use task=<name> or task=[a,b]")
     set_strict(bool(cfg.get("strict", False)))
     out_dir = Path(cfg.output_dir)
-    resume = resolve_ckpt(cfg.get("ckpt_path"), out_dir) if cfg.train else None
     pl.seed_everything(int(cfg.seed), workers=True)
 
     module = instantiate(cfg.model)

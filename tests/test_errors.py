@@ -243,3 +243,69 @@ def test_damaged_piece_is_refused_naming_it(one_piece):
     with pytest.raises(CorruptPiece, match=f"embedded piece {tid}: rendered at 22050 Hz, read at"):
         read_piece(folder, tid, 16000, "train")
     assert len(ds.load(tid).audio) == len(good.audio)  # and the dataset renders it again
+
+
+# -- a run dir has one writer; resuming needs something to resume --------------------------
+def test_second_training_in_a_run_dir_refuses_naming_the_pid(compose, tmp_path):
+    from mir.errors import ConfigError
+    from mir.train import LOCK, run
+
+    holder = subprocess.Popen(  # another training holding the run dir's lock
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(tmp_path / LOCK)!r}, os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+         "print('locked', flush=True)\n"
+         "time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        cfg = compose(["task=melody", "trainer=smoke"], tmp_path)
+        with pytest.raises(ConfigError) as info:
+            run(cfg)
+        assert str(info.value) == (
+            f"run dir {tmp_path} is in use by another training (PID {holder.pid}, lock "
+            f"{tmp_path / LOCK}); wait for it to finish or choose another hydra.run.dir"
+        )
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK]  # nothing else written
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_lock_is_released_by_a_finished_or_killed_run(tmp_path):
+    from mir.train import LOCK, run_dir_lock
+
+    with run_dir_lock(tmp_path):
+        assert (tmp_path / LOCK).read_text().strip() == str(os.getpid())
+    with run_dir_lock(tmp_path):  # released on exit: a later run in the same dir may start
+        pass
+    killed = subprocess.run(
+        [sys.executable, "-c",
+         "import fcntl, os, signal\n"
+         f"fd = os.open({str(tmp_path / LOCK)!r}, os.O_RDWR)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.kill(os.getpid(), signal.SIGKILL)\n"],
+        timeout=60,
+    )
+    assert killed.returncode == -9
+    with run_dir_lock(tmp_path):  # a killed holder leaves no stale lock
+        pass
+
+
+def test_ckpt_path_last_needs_a_last_checkpoint(compose, tmp_path):
+    from mir.errors import ConfigError
+    from mir.train import resolve_ckpt, run
+
+    cfg = compose(["task=melody", "trainer=smoke", "ckpt_path=last"], tmp_path)
+    with pytest.raises(ConfigError) as info:
+        run(cfg)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert str(info.value) == (
+        f"ckpt_path=last: {last} does not exist; use ckpt_path=last_or_new to start from "
+        "scratch when there is nothing to resume"
+    )
+    assert not any(tmp_path.iterdir()), "refused before writing anything"
+    assert resolve_ckpt("last_or_new", tmp_path) is None
