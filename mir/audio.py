@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mir.errors import AudioError
+from mir.errors import AudioError, OutputError
 
 log = logging.getLogger("mir.audio")
 _STRICT = [False]  # set_strict(): truncated audio is an error instead of a warning
@@ -169,22 +169,55 @@ def atomic_write(path: str | os.PathLike[str], write, suffix: str = "") -> Path:
     a killed run left.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=f"{suffix}{TEMP_SUFFIX}"
-    )
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=f"{suffix}{TEMP_SUFFIX}"
+        )
+        os.close(fd)
         write(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        reason = _write_failure(path.parent, exc) if isinstance(exc, Exception) else None
+        if reason:
+            raise OutputError(f"{path}: cannot write ({reason})") from None
         raise
     return path
+
+
+FULL_BYTES = 1 << 20  # below this much free space a failed write is reported as a full disk
+
+
+def _write_failure(folder: Path, exc: Exception) -> str | None:
+    """Why a write failed, in words, when the cause is the destination (a full disk,
+    permission, a read-only file system); libsndfile reports a full disk only as "System
+    error.", so the free space is asked for. None for any other failure."""
+    import errno
+
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if code == errno.EROFS:
+        return "read-only file system"
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        return None
+    free = st.f_bavail * st.f_frsize
+    if free < FULL_BYTES:
+        return f"no space left on device, {free} bytes free"
+    return None
 
 
 def write_wav(path: str | os.PathLike[str], audio: np.ndarray, sr: int) -> Path:

@@ -67,9 +67,28 @@ def compose_data(name: str, overrides: Sequence[str], run_cfg: Any) -> Any:
     Raises:
         ConfigError: no such data config, or an override does not apply.
     """
+    return on_grid(compose_config(name, overrides), run_cfg)
+
+
+def on_grid(cfg: Any, run_cfg: Any) -> Any:
+    """The ``data`` node of a composed config, on the checkpoint's front end and seed."""
+    from omegaconf import OmegaConf, open_dict
+
+    with open_dict(cfg):
+        cfg.frontend = OmegaConf.create(OmegaConf.to_container(run_cfg.frontend, resolve=True))
+        if "seed" in run_cfg:
+            cfg.seed = run_cfg.seed
+    return cfg.data
+
+
+def compose_config(name: str, overrides: Sequence[str]) -> Any:
+    """The project config with ``data=<name>`` and the overrides (checked, not resolved).
+
+    Raises:
+        ConfigError: no such data config, or an override does not apply.
+    """
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf, open_dict
 
     conf = Path(__file__).resolve().parents[1] / "conf"
     if not (conf / "data" / f"{name}.yaml").is_file():
@@ -82,11 +101,7 @@ def compose_data(name: str, overrides: Sequence[str], run_cfg: Any) -> Any:
             cfg = compose("config", overrides=[f"data={name}", *overrides])
     except HydraException as exc:
         raise ConfigError(f"data overrides: {str(exc).splitlines()[0]}") from None
-    with open_dict(cfg):
-        cfg.frontend = OmegaConf.create(OmegaConf.to_container(run_cfg.frontend, resolve=True))
-        if "seed" in run_cfg:
-            cfg.seed = run_cfg.seed
-    return cfg.data
+    return cfg
 
 
 def _light(track: Any) -> Any:
@@ -233,8 +248,9 @@ def run(
 ) -> dict[str, Any]:
     """Evaluate `ckpt` on `data`/`split` and write the score files; returns the summary."""
     from mir.audio import atomic_write
-    from mir.checkpoint import checkpoint_name, load_module
-    from mir.predict import to_device
+    from mir.checkpoint import checkpoint_file, checkpoint_name, load_module
+    from mir.data.base import check_split
+    from mir.predict import as_bool, as_int, check_writable_dir, parse_device, to_device
     from mir.report import write_json
     from mir.train import instantiate
 
@@ -242,16 +258,25 @@ def run(
         raise ConfigError("no checkpoint given: use ckpt=<path to .ckpt>")
     if not data:
         raise ConfigError("no dataset given: use data=<name of a conf/data config>")
+    # every argument and the destination are checked before the model is loaded
+    check_split(str(split))
+    baselines = as_bool(baselines, "baselines")
+    parse_device(device)
+    out = Path(output) if output else Path("eval") / f"{data}-{split}"
+    check_writable_dir(out, "output")
+    composed = compose_config(str(data), data_overrides)
+    cap = composed.data.get("max_eval_tracks")
+    if cap is not None:
+        cap = as_int(cap, "data.max_eval_tracks", 1)
+    checkpoint_file(ckpt)
     module, run_cfg = load_module(ckpt, map_location="cpu")
     module = to_device(module, device)
-    data_cfg = compose_data(str(data), data_overrides, run_cfg)
+    data_cfg = on_grid(composed, run_cfg)
     datasets = {name: instantiate(node) for name, node in data_cfg.datasets.items()}
     if not datasets:
         raise ConfigError(f"data={data}: no datasets configured")
-    cap = data_cfg.get("max_eval_tracks")
-    per_track, summary, n = evaluate(module, datasets, str(split), bool(baselines), cap)
+    per_track, summary, n = evaluate(module, datasets, str(split), baselines, cap)
 
-    out = Path(output) if output else Path("eval") / f"{data}-{split}"
     text = per_track_csv(per_track)
     atomic_write(out / "per_track.csv", lambda tmp: Path(tmp).write_text(text))
     write_json(out / "per_track.json", per_track)

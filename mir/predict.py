@@ -119,6 +119,67 @@ def as_bool(value: Any, key: str) -> bool:
     raise ConfigError(f"{key}={value!r} must be true or false")
 
 
+def as_int(value: Any, key: str, minimum: int) -> int:
+    """`value` as an integer >= `minimum`, else a `ConfigError` naming `key`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def as_number(value: Any, key: str, minimum: float) -> float:
+    """`value` as a finite number >= `minimum`, else a `ConfigError` naming `key`."""
+    import math
+
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{key}={value!r} must be a number >= {minimum:g}")
+    return float(value)
+
+
+def check_writable_dir(path: Path, what: str) -> None:
+    """Check, before any work, that `path` is (or can be created as) a writable folder.
+
+    Raises:
+        ConfigError: a part of the path is a file, a symbolic link loop, or a folder this
+            user may not write to.
+    """
+    import errno
+    import os
+
+    probe = Path(path)
+    while True:
+        try:
+            st = os.stat(probe)
+            break
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ConfigError(f"{what} {path}: {probe} is a symbolic link loop") from None
+            if exc.errno == errno.ENOTDIR:
+                raise ConfigError(f"{what} {path}: a part of it is a file, not a folder") from None
+            if exc.errno != errno.ENOENT or probe.parent == probe:
+                raise ConfigError(f"{what} {path}: {exc.strerror}") from None
+            probe = probe.parent  # not there yet: the nearest existing folder must be writable
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{what} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: permission denied (cannot write to {probe})")
+
+
+def parse_device(device: str) -> Any:
+    """`device` as a `torch.device` that exists here, else a `ConfigError`."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device={device!r} is not a torch device ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but CUDA is not available; use device=cpu")
+    return dev
+
+
 def run_cli(
     argv: Sequence[str] | None,
     doc: str | None,
@@ -459,7 +520,7 @@ def run(
     from tqdm import tqdm
 
     from mir.audio import remove_temp_files
-    from mir.checkpoint import checkpoint_name, load_module
+    from mir.checkpoint import checkpoint_file, checkpoint_name, load_module
 
     if not ckpt:
         raise ConfigError("no checkpoint given: use ckpt=<path to .ckpt>")
@@ -467,14 +528,20 @@ def run(
         raise ConfigError("no input given: use input=<audio file or folder>")
     if not output:
         raise ConfigError("no output folder given: use output=<folder>")
+    top_k = as_int(top_k, "top_k", 0)
+    min_note = as_number(min_note, "min_note", 0.0)
+    overwrite = as_bool(overwrite, "overwrite")
+    parse_device(device)
     out_root = Path(output)
     in_path = Path(input)
     check_exists(in_path, "input")
+    check_writable_dir(out_root, "output")
     if out_root.resolve() == in_path.resolve():
         raise ConfigError(f"output {out_root} is the input folder; choose another output folder")
     if out_root.exists() and in_path.resolve().is_relative_to(out_root.resolve()):
         raise ConfigError(f"input {in_path} is inside the output folder {out_root}")
     files = find_inputs(in_path, exclude=out_root)
+    checkpoint_file(ckpt)
     module, _ = load_module(ckpt, map_location="cpu")
     module = to_device(module, device)
     meta = {"ckpt": checkpoint_name(ckpt)}
@@ -504,15 +571,7 @@ def run(
 
 
 def to_device(module: Any, device: str) -> Any:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device={device!r} is not a torch device ({exc})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} but CUDA is not available; use device=cpu")
-    return module.to(dev).eval()
+    return module.to(parse_device(device)).eval()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

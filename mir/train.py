@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -68,6 +69,62 @@ def resolve_ckpt(ckpt_path: str | None, output_dir: Path) -> str | None:
     return str(ckpt_path)
 
 
+def _integer(minimum: int, optional: bool = False) -> tuple[Any, str]:
+    def ok(v: Any) -> bool:
+        return (v is None and optional) or (
+            isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+        )
+
+    return ok, f"an integer >= {minimum}" + (" or null" if optional else "")
+
+
+def _positive() -> tuple[Any, str]:
+    def ok(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+    return ok, "a number > 0"
+
+
+def _limit() -> tuple[Any, str]:
+    def ok(v: Any) -> bool:
+        if v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+            return True
+        return isinstance(v, float) and 0.0 <= v <= 1.0
+
+    return ok, "null, a number of batches (integer >= 0) or a fraction in [0, 1]"
+
+
+# Settings whose wrong type or range would otherwise fail deep inside Lightning or a
+# loader (`trainer.max_epochs=abc` ended in a bare AssertionError), checked up front.
+SETTINGS = {
+    "seed": _integer(0),
+    "trainer.max_epochs": _integer(-1, optional=True),
+    "trainer.max_steps": _integer(-1),
+    "trainer.limit_train_batches": _limit(),
+    "trainer.limit_val_batches": _limit(),
+    "trainer.limit_test_batches": _limit(),
+    "trainer.check_val_every_n_epoch": _integer(1, optional=True),
+    "trainer.log_every_n_steps": _integer(1),
+    "data.batch_size": _integer(1),
+    "data.num_workers": _integer(0),
+    "data.crop_seconds": _positive(),
+    "model.optimizer.lr": _positive(),
+}
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Check the types and ranges of `SETTINGS` that `cfg` has.
+
+    Raises:
+        ConfigError: ``<key>=<value> must be <what>``.
+    """
+    absent = object()
+    for key, (ok, what) in SETTINGS.items():
+        value = OmegaConf.select(cfg, key, default=absent)
+        if value is not absent and not ok(value):
+            raise ConfigError(f"{key}={value!r} must be {what}")
+
+
 LOCK = "train.lock"
 
 
@@ -108,6 +165,7 @@ def run_dir_lock(out_dir: Path) -> Iterator[None]:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Build everything from `cfg`, fit, test, print and save the score tables."""
+    check_settings(cfg)
     out_dir = Path(cfg.output_dir)
     # checked before anything is written (the lock file included)
     resume = resolve_ckpt(cfg.get("ckpt_path"), out_dir) if cfg.get("train", True) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -309,3 +310,184 @@ def test_ckpt_path_last_needs_a_last_checkpoint(compose, tmp_path):
     )
     assert not any(tmp_path.iterdir()), "refused before writing anything"
     assert resolve_ckpt("last_or_new", tmp_path) is None
+
+
+# -- arguments and destinations are checked before any work ---------------------------------
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("min_note=abc", "min_note='abc' must be a number >= 0"),
+        ("min_note=-0.1", "min_note=-0.1 must be a number >= 0"),
+        ("top_k=-3", "top_k=-3 must be an integer >= 0"),
+        ("top_k=2.5", "top_k=2.5 must be an integer >= 0"),
+        ("overwrite=maybe", "overwrite='maybe' must be true or false"),
+        ("strict=1", "strict=1 must be true or false"),
+        ("device=gpu7", "device='gpu7' is not a torch device"),
+    ],
+)
+def test_predict_arguments_are_checked_before_the_checkpoint(tmp_path, capsys, arg, message):
+    from mir.predict import main
+
+    wav = _wav(tmp_path / "a.wav")
+    argv = [f"ckpt={tmp_path / 'missing.ckpt'}", f"input={wav}", f"output={tmp_path / 'o'}", arg]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {message}"), line
+    assert not (tmp_path / "o").exists()
+
+
+def test_predict_output_under_a_file(tmp_path):
+    wav = _wav(tmp_path / "a.wav")
+    msg = _predict_error(input=str(wav), output=str(wav / "out"))
+    assert msg == f"output {wav / 'out'}: a part of it is a file, not a folder"
+    msg = _predict_error(input=str(tmp_path), output=str(wav))
+    assert msg == f"output {wav}: {wav} is a file, not a folder"
+
+
+def test_unwritable_output_is_named_before_any_work(tmp_path, monkeypatch):
+    wav = _wav(tmp_path / "a.wav")
+    real = os.access
+    monkeypatch.setattr(  # as for a user without write permission (the tests may run as root)
+        os, "access", lambda p, mode: False if Path(p) == tmp_path else real(p, mode)
+    )
+    out = tmp_path / "new" / "out"
+    msg = _predict_error(input=str(wav), output=str(out))
+    assert msg == f"output {out}: permission denied (cannot write to {tmp_path})"
+
+
+def test_output_symlink_loop_is_named(tmp_path):
+    wav = _wav(tmp_path / "a.wav")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    msg = _predict_error(input=str(wav), output=str(tmp_path / "loop" / "out"))
+    assert "is a symbolic link loop" in msg
+
+
+def test_evaluate_checks_arguments_and_output_before_loading(tmp_path, capsys):
+    from mir.evaluate import main
+
+    (tmp_path / "taken").write_text("a file")
+    missing = tmp_path / "missing.ckpt"
+    cases = [
+        (["split=dev"], "unknown split 'dev'"),
+        ([f"output={tmp_path / 'taken'}"], f"output {tmp_path / 'taken'}: "),
+        (["baselines=yes please"], "baselines='yes please' must be true or false"),
+        (["data.max_eval_tracks=abc"], "data.max_eval_tracks='abc' must be an integer >= 1"),
+        (["data.nonsense.key=1"], "data overrides: "),
+    ]
+    for extra, message in cases:
+        assert main([f"ckpt={missing}", "data=embedded", *extra]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"error: {message}"), line
+    assert main([f"ckpt={missing}", "data=embedded", f"output={tmp_path / 'e'}"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing}: checkpoint file does not exist"
+
+
+def test_export_never_overwrites_its_checkpoint(tmp_path):
+    from mir.errors import ConfigError
+    from mir.export import run
+
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"pretend checkpoint")
+    with pytest.raises(ConfigError, match="would overwrite the checkpoint"):
+        run(str(ckpt))  # the default output is the checkpoint's name with .pt
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"output folder .*file is a file, not a folder"):
+        run(str(ckpt), str(tmp_path / "file" / "m.pt"))
+    assert ckpt.read_bytes() == b"pretend checkpoint"
+
+
+def test_train_settings_are_checked_with_one_line(tmp_path):
+    r = run_cli("task=melody", "trainer.max_epochs=abc", "logger=[csv]", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: trainer.max_epochs='abc' must be an integer >= -1 or null"
+    )
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epochs=2.5", "trainer.max_epochs=2.5 must be an integer >= -1 or null"),
+        ("trainer.limit_train_batches=-1", "trainer.limit_train_batches=-1 must be null, a num"),
+        ("data.batch_size=0", "data.batch_size=0 must be an integer >= 1"),
+        ("data.crop_seconds=abc", "data.crop_seconds='abc' must be a number > 0"),
+        ("model.optimizer.lr=-1e-3", "model.optimizer.lr=-0.001 must be a number > 0"),
+        ("seed=x", "seed='x' must be an integer >= 0"),
+    ],
+)
+def test_train_settings_types_and_ranges(compose, tmp_path, override, message):
+    from mir.errors import ConfigError
+    from mir.train import run
+
+    cfg = compose(["task=melody", "trainer=smoke", override], tmp_path)
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        run(cfg)
+    assert not any(tmp_path.iterdir())
+
+
+def test_dataset_hint_is_an_override_hydra_accepts(compose, tmp_path, monkeypatch):
+    from mir.data.medleydb import MedleyDB
+    from mir.errors import DatasetError
+
+    monkeypatch.delenv("MEDLEYDB_PATH", raising=False)
+    with pytest.raises(DatasetError) as info:
+        MedleyDB(root=None)
+    hint = re.search(r"set (\S+)=<folder>", str(info.value)).group(1)
+    assert hint == "data.datasets.medleydb.root"
+    cfg = compose(["data=medleydb", f"{hint}={tmp_path}"], tmp_path)
+    assert cfg.data.datasets.medleydb.root == str(tmp_path)
+
+
+def test_full_disk_and_permission_are_named(tmp_path, monkeypatch):
+    import errno
+    from collections import namedtuple
+
+    import mir.audio
+    from mir.audio import atomic_write
+    from mir.errors import OutputError
+
+    def to_dev_full(tmp: str) -> None:
+        with open("/dev/full", "wb") as f:  # every write fails with ENOSPC
+            f.write(b"x" * 65536)
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    with pytest.raises(OutputError) as info:
+        atomic_write(tmp_path / "a.csv", to_dev_full)
+    assert str(info.value) == f"{tmp_path / 'a.csv'}: cannot write (no space left on device)"
+
+    # libsndfile says only "System error." when the disk is full: the free space is asked
+    vfs = namedtuple("vfs", "f_bavail f_frsize")
+    monkeypatch.setattr(mir.audio.os, "statvfs", lambda p: vfs(0, 4096))
+
+    def sndfile_fails(tmp: str) -> None:
+        sf.write("/dev/full", np.zeros(1 << 16, dtype=np.float32), 22050, format="WAV")
+
+    with pytest.raises(OutputError, match=r"\(no space left on device, 0 bytes free\)"):
+        atomic_write(tmp_path / "v.wav", sndfile_fails)
+    monkeypatch.undo()
+
+    def denied(tmp: str) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    with pytest.raises(OutputError, match=r"v\.wav: cannot write \(permission denied\)"):
+        atomic_write(tmp_path / "v.wav", denied)
+    with pytest.raises(ValueError, match="a bug"):  # any other failure is not disguised
+        atomic_write(tmp_path / "v.wav", lambda tmp: (_ for _ in ()).throw(ValueError("a bug")))
+    assert not list(tmp_path.iterdir())
+
+
+def test_ten_ms_clip_with_the_beats_head_gives_an_empty_estimate(compose, tmp_path):
+    from hydra.utils import instantiate
+
+    from mir.data.track import Track
+
+    cfg = compose(["task=[beats,melody]"], tmp_path)
+    module = instantiate(cfg.model).eval()
+    sr = module.model.frontend.sr
+    clip = 0.1 * np.random.default_rng(0).standard_normal(int(0.01 * sr)).astype(np.float32)
+    est = module.predict_track(Track(name="clip", audio=clip, sr=sr))
+    assert len(est["beats"].beats) == 0
+    assert len(est["beats"].downbeats) == 0
+    assert len(est["melody"][0]) == module.model.frontend.n_frames(len(clip))
