@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -239,3 +240,70 @@ def remove_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+class WavWriter:
+    """A 32-bit float wav written block by block into a hidden temporary file beside
+    `path`, renamed into place by `commit` (so a long stem is never held whole, and an
+    interrupted run leaves no truncated file).
+
+    Args:
+        path: the final file.
+        sr: sample rate in Hz.
+        channels: channel count.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], sr: int, channels: int) -> None:
+        self.path = Path(path)
+        self.frames = 0
+        self.tmp: str | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(
+                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=TEMP_SUFFIX
+            )
+            os.close(fd)
+            self.file = sf.SoundFile(
+                self.tmp,
+                "w",
+                samplerate=int(sr),
+                channels=int(channels),
+                subtype="FLOAT",
+                format="WAV",
+            )
+        except Exception as exc:
+            self._fail(exc)
+
+    def write(self, block: np.ndarray) -> None:
+        """Append (N,) mono or (N, C) frames."""
+        try:
+            self.file.write(np.asarray(block, dtype=np.float32))
+            self.frames += len(block)
+        except Exception as exc:
+            self._fail(exc)
+
+    def commit(self) -> Path:
+        try:
+            self.file.close()
+            umask = os.umask(0)
+            os.umask(umask)
+            assert self.tmp is not None
+            os.chmod(self.tmp, 0o666 & ~umask)
+            os.replace(self.tmp, self.path)
+        except Exception as exc:
+            self._fail(exc)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the temporary file (after a failure elsewhere)."""
+        with contextlib.suppress(Exception):
+            self.file.close()
+        if self.tmp is not None and os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+    def _fail(self, exc: Exception) -> None:
+        self.abort()
+        reason = _write_failure(self.path.parent, exc)
+        if reason:
+            raise OutputError(f"{self.path}: cannot write ({reason})") from None
+        raise exc
