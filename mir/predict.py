@@ -646,7 +646,7 @@ class SeparationStream(Stream):
     `mir.models.unet.masked_istft_blocks`), resampled to the input's rate by a soxr stream
     and appended to the stems' wav files."""
 
-    def __init__(self, name: str, task: Any, audio: AudioStream, out_dir: Path) -> None:
+    def __init__(self, name: str, task: Any, audio: Any, out_dir: Path | None) -> None:
         from mir.audio import WavWriter
 
         fe = task.fe
@@ -657,7 +657,11 @@ class SeparationStream(Stream):
         self.masks_start = 0  # global frame of self.masks[:, :, 0]
         self.done = 0  # frames [0, done) are separated and written
         c = audio.channels
-        self.writers = [WavWriter(out_dir / f"{s}.wav", audio.sr_in, c) for s in task.sources]
+        self.writers: list[Any] = (
+            [WavWriter(out_dir / f"{s}.wav", audio.sr_in, c) for s in task.sources]
+            if out_dir is not None
+            else [ArraySink(audio.n_in) for _ in task.sources]
+        )
         self.resamplers = None  # back to the input's rate
         if audio.sr_in != fe.sr:
             import soxr
@@ -761,13 +765,13 @@ class RawStream(Stream):
         return write(ctx, self.name, self.task, self.task.decode(ctx.raw[self.name], track))
 
 
-def make_stream(name: str, task: Any, audio: AudioStream, out_dir: Path) -> Stream:
+def make_stream(name: str, task: Any, audio: Any, out_dir: Path | None) -> Stream:
     """The streamed handling of one task: literal dispatch on the task class."""
     from mir.data.track import Track
     from mir.tasks.salience import MultiF0Task, SingleF0Task
     from mir.tasks.separation import SeparationTask
 
-    stub = Track(name=out_dir.name, audio=np.zeros(0, np.float32), sr=task.fe.sr)
+    stub = Track(name="", audio=np.zeros(0, np.float32), sr=task.fe.sr)
     if type(task) is SingleF0Task:
         return SingleF0Stream(name, task, stub)
     if type(task) is MultiF0Task:
@@ -775,6 +779,91 @@ def make_stream(name: str, task: Any, audio: AudioStream, out_dir: Path) -> Stre
     if type(task) is SeparationTask and task.unet is None:
         return SeparationStream(name, task, audio, out_dir)
     return RawStream(name, task)
+
+
+def run_streams(module: Any, audio: Any, streams: Mapping[str, Stream]) -> None:
+    """Feed every chunk of `mir.inference.chunk_plan` through the model to the streams."""
+    import torch
+
+    from mir.inference import chunk_plan
+
+    fe = module.model.frontend
+    plan = chunk_plan(fe, audio.n, module.chunk_seconds, module.margin_seconds)
+    device = next(module.model.parameters()).device
+    for k, (f0, f1, a, b) in enumerate(plan):
+        mono, _ = audio.get(a, b)
+        with torch.no_grad():
+            outputs, _ = module.model(torch.from_numpy(np.ascontiguousarray(mono)).to(device)[None])
+        first = f0 - a // fe.hop
+        for name, stream in streams.items():
+            full = outputs[name][0].float().cpu().numpy()
+            frames = module.tasks[name].output_kind == "frames"
+            core = full[..., first : first + (f1 - f0)] if frames else full
+            stream.feed(f0, f1, core, full, first)
+        nxt = plan[k + 1][2] if k + 1 < len(plan) else audio.n
+        audio.release(min([nxt, *(s.needs_from() for s in streams.values())]))
+
+
+class ArrayAudio:
+    """`AudioStream`'s interface over a mono track already in memory (`mir.evaluate`)."""
+
+    def __init__(self, audio: np.ndarray, sr: int) -> None:
+        self.mono = np.asarray(audio, dtype=np.float32)
+        self.n = self.n_in = len(self.mono)
+        self.sr = self.sr_in = int(sr)
+        self.channels = 1
+
+    def get(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        mono = self.mono[a:b]
+        return mono, mono[None]
+
+    def release(self, upto: int) -> None:
+        pass
+
+
+class ArraySink:
+    """`mir.audio.WavWriter`'s interface, into an array (a stem estimate in memory)."""
+
+    def __init__(self, n: int) -> None:
+        self.data = np.zeros(n, np.float32)
+        self.frames = 0
+
+    def write(self, block: np.ndarray) -> None:
+        self.data[self.frames : self.frames + len(block)] = block
+        self.frames += len(block)
+
+    def commit(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def predict_streamed(module: Any, track: Any) -> dict[str, Any]:
+    """`MirModule.predict_track` without the whole track's raw outputs: f0 and multi-f0 are
+    decoded chunk by chunk and mask separation inverted block by block (the same estimates);
+    other tasks keep their (small) raw output. Used by `mir.evaluate`."""
+    from mir.outputs import Ragged
+
+    audio = ArrayAudio(track.audio, module.model.frontend.sr)
+    streams = {n: make_stream(n, t, audio, None) for n, t in module.tasks.items()}
+    run_streams(module, audio, streams)
+    estimates: dict[str, Any] = {}
+    for name, stream in streams.items():
+        task = module.tasks[name]
+        if isinstance(stream, SingleF0Stream):
+            f0 = np.concatenate(stream.parts)
+            estimates[name] = (task.fe.frame_times(len(f0)), f0)
+        elif isinstance(stream, MultiF0Stream):
+            freqs = Ragged(np.concatenate(stream.values), np.concatenate(stream.counts))
+            estimates[name] = (task.fe.frame_times(len(freqs)), list(freqs))
+        elif isinstance(stream, SeparationStream):
+            stream.finish(None)  # type: ignore[arg-type]
+            estimates[name] = np.stack([s.data for s in stream.writers])
+        else:
+            assert isinstance(stream, RawStream)
+            estimates[name] = task.decode(stream.raw(), track)
+    return estimates
 
 
 def predict_file(
@@ -796,10 +885,8 @@ def predict_file(
     Raises:
         AudioError: the file cannot be read.
     """
-    import torch
 
     from mir.audio import atomic_write
-    from mir.inference import chunk_plan
     from mir.outputs import write_jams
 
     fe = module.model.frontend
@@ -813,20 +900,7 @@ def predict_file(
     try:
         done.unlink(missing_ok=True)  # an interrupted overwrite must not look finished
         streams = {n: make_stream(n, t, audio, out_dir) for n, t in module.tasks.items()}
-        plan = chunk_plan(fe, audio.n, module.chunk_seconds, module.margin_seconds)
-        device = next(module.model.parameters()).device
-        for k, (f0, f1, a, b) in enumerate(plan):
-            mono, _ = audio.get(a, b)
-            with torch.no_grad():
-                outputs, _ = module.model(torch.from_numpy(mono).to(device)[None])
-            first = f0 - a // fe.hop
-            for name, stream in streams.items():
-                full = outputs[name][0].float().cpu().numpy()
-                frames = module.tasks[name].output_kind == "frames"
-                core = full[..., first : first + (f1 - f0)] if frames else full
-                stream.feed(f0, f1, core, full, first)
-            nxt = plan[k + 1][2] if k + 1 < len(plan) else audio.n
-            audio.release(min([nxt, *(s.needs_from() for s in streams.values())]))
+        run_streams(module, audio, streams)
         ctx = FileContext(
             out_dir,
             audio.n_in / audio.sr_in,

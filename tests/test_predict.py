@@ -387,3 +387,34 @@ def test_streamed_file_equals_the_whole_track_computation(trained_module, tmp_pa
     assert len(fs) == len(freqs)
     for got, want in zip(fs, freqs, strict=True):
         np.testing.assert_allclose(got, np.sort(want), atol=1e-4)
+
+
+def test_predict_streamed_equals_predict_track(trained_module):  # noqa: F811
+    """`mir.evaluate`'s chunked estimates are `MirModule.predict_track`'s."""
+    from mir.predict import predict_streamed
+
+    module, _ = trained_module
+    sr = module.model.frontend.sr
+    t = np.arange(int(3.7 * sr)) / sr
+    rng = np.random.default_rng(5)
+    audio = (0.3 * np.sin(2 * np.pi * 247 * t) + 0.05 * rng.standard_normal(len(t))).astype(
+        np.float32
+    )
+    track = Track(name="x", audio=audio, sr=sr)
+    saved = module.chunk_seconds, module.margin_seconds
+    module.chunk_seconds, module.margin_seconds = 0.7, 0.4
+    try:
+        want = module.predict_track(track)
+        got = predict_streamed(module, track)
+    finally:
+        module.chunk_seconds, module.margin_seconds = saved
+    assert set(got) == set(want)
+    np.testing.assert_allclose(got["separation"], want["separation"], atol=1e-5)
+    np.testing.assert_array_equal(got["melody"][1], want["melody"][1])
+    np.testing.assert_array_equal(got["melody"][0], want["melody"][0])
+    assert len(got["multif0"][1]) == len(want["multif0"][1])
+    for a, b in zip(got["multif0"][1], want["multif0"][1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(got["drums"], want["drums"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(got["tagging"], want["tagging"], atol=1e-12)
