@@ -20,3 +20,7 @@ class DatasetError(MirError):
 
 class ConfigError(MirError):
     """A configuration value is invalid (an unknown task name, say)."""
+
+
+class OutputError(MirError):
+    """An output cannot be written: the disk is full, permission is denied, and the like."""

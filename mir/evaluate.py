@@ -2,7 +2,7 @@
 
 Usage:
     python -m mir.evaluate ckpt=<path> data=<name> [split=test] [output=<folder>]
-        [device=cpu] [baselines=true] [data.<key>=<value> ...]
+        [device=cpu] [baselines=true] [strict=false] [data.<key>=<value> ...]
 
 Arguments (``key=value``, as for ``mir.train``):
     ckpt: checkpoint written by ``mir.train``.
@@ -12,12 +12,16 @@ Arguments (``key=value``, as for ``mir.train``):
     output: folder for the score files (default ``eval/<data>-<split>``).
     device: torch device for inference.
     baselines: also score each task's trivial baseline on the same tracks.
+    strict: audio shorter than its header declares is an error (default: a warning).
     data.*: any override of the dataset config (Hydra syntax), e.g.
         ``data.datasets.medleydb.root=/data/MedleyDB``; ``data.max_eval_tracks=5``
         evaluates the first 5 tracks (by id) of each dataset's split.
 
-Each track is loaded, run through `MirModule.predict_track` and scored by each task's
-`evaluate` (mir_eval), one track at a time, so memory does not grow with the split.
+Each track is loaded, run through the model in chunks (`mir.predict.predict_streamed`:
+the estimates of `MirModule.predict_track` without holding the whole track's raw outputs)
+and scored by each task's `evaluate` (mir_eval), one track at a time, so memory does not
+grow with the split. A track itself (audio, stems, estimates) is held whole: the dataset
+API and mir_eval's metrics take whole arrays.
 
 Files written to `output`:
     per_track.csv   one row per (model|baseline, task, track, metric): ``system, task,
@@ -54,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "split": "test",
     "output": None,
     "device": "cpu",
+    "strict": False,
     "baselines": True,
 }
 SYSTEMS = ("model", "baseline")
@@ -65,9 +70,28 @@ def compose_data(name: str, overrides: Sequence[str], run_cfg: Any) -> Any:
     Raises:
         ConfigError: no such data config, or an override does not apply.
     """
+    return on_grid(compose_config(name, overrides), run_cfg)
+
+
+def on_grid(cfg: Any, run_cfg: Any) -> Any:
+    """The ``data`` node of a composed config, on the checkpoint's front end and seed."""
+    from omegaconf import OmegaConf, open_dict
+
+    with open_dict(cfg):
+        cfg.frontend = OmegaConf.create(OmegaConf.to_container(run_cfg.frontend, resolve=True))
+        if "seed" in run_cfg:
+            cfg.seed = run_cfg.seed
+    return cfg.data
+
+
+def compose_config(name: str, overrides: Sequence[str]) -> Any:
+    """The project config with ``data=<name>`` and the overrides (checked, not resolved).
+
+    Raises:
+        ConfigError: no such data config, or an override does not apply.
+    """
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf, open_dict
 
     from mir.configs import CONF as conf
     if not (conf / "data" / f"{name}.yaml").is_file():
@@ -80,11 +104,7 @@ def compose_data(name: str, overrides: Sequence[str], run_cfg: Any) -> Any:
             cfg = compose("config", overrides=[f"data={name}", *overrides])
     except HydraException as exc:
         raise ConfigError(f"data overrides: {str(exc).splitlines()[0]}") from None
-    with open_dict(cfg):
-        cfg.frontend = OmegaConf.create(OmegaConf.to_container(run_cfg.frontend, resolve=True))
-        if "seed" in run_cfg:
-            cfg.seed = run_cfg.seed
-    return cfg.data
+    return cfg
 
 
 def _light(track: Any) -> Any:
@@ -141,6 +161,7 @@ def evaluate(
     from tqdm import tqdm
 
     from mir.data.base import check_split
+    from mir.predict import predict_streamed
 
     check_split(split)
     tasks = module.tasks
@@ -162,7 +183,7 @@ def evaluate(
         track.name = f"{dname}/{track.name}"
         if track.stems is not None:
             track.stems = {k: v for k, v in track.stems.items() if k in keep} or None
-        estimates = {"model": module.predict_track(track)}
+        estimates = {"model": predict_streamed(module, track)}  # no whole raw outputs
         if baselines:
             estimates["baseline"] = {n: t.baseline(track) for n, t in tasks.items()}
         for system, est in estimates.items():
@@ -231,8 +252,9 @@ def run(
 ) -> dict[str, Any]:
     """Evaluate `ckpt` on `data`/`split` and write the score files; returns the summary."""
     from mir.audio import atomic_write
-    from mir.checkpoint import load_module
-    from mir.predict import to_device
+    from mir.checkpoint import checkpoint_file, checkpoint_name, load_module
+    from mir.data.base import check_split
+    from mir.predict import as_bool, as_int, check_writable_dir, parse_device, to_device
     from mir.report import write_json
     from mir.train import instantiate
 
@@ -240,21 +262,30 @@ def run(
         raise ConfigError("no checkpoint given: use ckpt=<path to .ckpt>")
     if not data:
         raise ConfigError("no dataset given: use data=<name of a conf/data config>")
+    # every argument and the destination are checked before the model is loaded
+    check_split(str(split))
+    baselines = as_bool(baselines, "baselines")
+    parse_device(device)
+    out = Path(output) if output else Path("eval") / f"{data}-{split}"
+    check_writable_dir(out, "output")
+    composed = compose_config(str(data), data_overrides)
+    cap = composed.data.get("max_eval_tracks")
+    if cap is not None:
+        cap = as_int(cap, "data.max_eval_tracks", 1)
+    checkpoint_file(ckpt)
     module, run_cfg = load_module(ckpt, map_location="cpu")
     module = to_device(module, device)
-    data_cfg = compose_data(str(data), data_overrides, run_cfg)
+    data_cfg = on_grid(composed, run_cfg)
     datasets = {name: instantiate(node) for name, node in data_cfg.datasets.items()}
     if not datasets:
         raise ConfigError(f"data={data}: no datasets configured")
-    cap = data_cfg.get("max_eval_tracks")
-    per_track, summary, n = evaluate(module, datasets, str(split), bool(baselines), cap)
+    per_track, summary, n = evaluate(module, datasets, str(split), baselines, cap)
 
-    out = Path(output) if output else Path("eval") / f"{data}-{split}"
     text = per_track_csv(per_track)
     atomic_write(out / "per_track.csv", lambda tmp: Path(tmp).write_text(text))
     write_json(out / "per_track.json", per_track)
     result = {
-        "ckpt": str(Path(ckpt).resolve()),
+        "ckpt": checkpoint_name(ckpt),
         "data": data,
         "split": split,
         "tracks": n,
@@ -270,7 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mir.predict import as_bool, run_cli
 
     def body(args: dict[str, Any], overrides: list[str]) -> int:
+        from mir.audio import set_strict
+
         args["baselines"] = as_bool(args["baselines"], "baselines")
+        set_strict(as_bool(args.pop("strict"), "strict"))
         run(**args, data_overrides=overrides)
         return 0
 

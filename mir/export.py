@@ -387,15 +387,34 @@ def _quiet_fds() -> Iterator[None]:
             os.close(fd)
 
 
+def default_output(ckpt: str) -> Path:
+    """The checkpoint's path with ``.pt``; ``<name>.pt`` here for ``pretrained:<dir>/<name>``."""
+    from mir.checkpoint import PRETRAINED
+
+    if str(ckpt).startswith(PRETRAINED):
+        return Path(str(ckpt)[len(PRETRAINED) :].rsplit("/", 1)[-1] + ".pt")
+    return Path(ckpt).with_suffix(".pt")
+
+
 def run(ckpt: str, output: str | None = None, onnx: bool = False):
     """Export `ckpt`; returns (TorchScript path, ONNX path or None, ONNX failure reason)."""
     from mir.audio import atomic_write
-    from mir.checkpoint import load_module
+    from mir.checkpoint import checkpoint_file, load_module
+    from mir.predict import as_bool, check_writable_dir
 
     if not ckpt:
         raise ConfigError("no checkpoint given: use ckpt=<path to .ckpt>")
+    # the destination is checked before the model is loaded and traced
+    onnx = as_bool(onnx, "onnx")
+    source = checkpoint_file(ckpt)
+    out = Path(output) if output else default_output(ckpt)
+    if out.is_dir():
+        raise ConfigError(f"output {out} is a folder; give a file name (model.pt)")
+    for target in (out, out.with_name(out.name + ".json"), out.with_suffix(".onnx")):
+        if target.resolve() == source.resolve():
+            raise ConfigError(f"output {target} would overwrite the checkpoint {ckpt}")
+    check_writable_dir(out.parent, "output folder")
     module, _ = load_module(ckpt, map_location="cpu")
-    out = Path(output) if output else Path(ckpt).with_suffix(".pt")
     traced, meta, worst = export(module)
     meta["checked_max_abs_diff"] = worst
     text = json.dumps(meta, indent=2, default=str)

@@ -49,16 +49,11 @@ def infer_track(
     hop = fe.hop
     n = len(audio)
     n_frames = fe.n_frames(n)
-    core = max(1, int(round(chunk_seconds * fe.sr / hop)))  # frames per chunk core
-    margin = int(np.ceil(margin_seconds * fe.sr / hop))  # frames of context
     device = next(model.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(device)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in output_kinds}
     weights: list[int] = []
-    for f0 in range(0, n_frames, core):
-        f1 = min(f0 + core, n_frames)
-        a = max(0, f0 - margin) * hop  # chunk start sample (on a frame boundary)
-        b = min(n, (f1 + margin) * hop)
+    for f0, f1, a, b in chunk_plan(fe, n, chunk_seconds, margin_seconds):
         first = f0 - a // hop  # index of the core's first frame in the chunk's frames
         if getattr(model, "context", None) is not None:  # the fast copy reads only the core
             outputs, _ = model(x[a:b][None], keep=(first, first + f1 - f0))
@@ -80,3 +75,23 @@ def infer_track(
             w = np.asarray(weights, dtype=np.float64)
             result[name] = np.tensordot(w / w.sum(), np.stack(parts[name]), axes=1)
     return result
+
+
+def chunk_plan(
+    fe: object, n: int, chunk_seconds: float, margin_seconds: float
+) -> list[tuple[int, int, int, int]]:
+    """The chunks `infer_track` cuts a track of `n` samples into.
+
+    Returns:
+        (f0, f1, a, b) per chunk: its core frames [f0, f1) and the samples [a, b) it reads
+        (the core plus `margin_seconds` of context each side; `a` is on a frame boundary).
+    """
+    hop = fe.hop  # type: ignore[attr-defined]
+    n_frames = fe.n_frames(n)  # type: ignore[attr-defined]
+    core = max(1, int(round(chunk_seconds * fe.sr / hop)))  # type: ignore[attr-defined]
+    margin = int(np.ceil(margin_seconds * fe.sr / hop))  # type: ignore[attr-defined]
+    plan = []
+    for f0 in range(0, n_frames, core):
+        f1 = min(f0 + core, n_frames)
+        plan.append((f0, f1, max(0, f0 - margin) * hop, min(n, (f1 + margin) * hop)))
+    return plan

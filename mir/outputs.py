@@ -33,7 +33,8 @@ from __future__ import annotations
 import json
 import os
 from bisect import insort
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +89,44 @@ def write_f0(path: str | os.PathLike[str], times: np.ndarray, f0: np.ndarray) ->
     f0 = np.asarray(f0, dtype=np.float64)
     if times.shape != f0.shape:
         raise ValueError(f"times {times.shape} and f0 {f0.shape} differ in shape")
-    text = "".join(f"{t:.6f},{f:.5f}\n" for t, f in zip(times, f0, strict=True))
-    return _write_text(path, text)
+    return _write_lines(path, (f"{t:.6f},{f:.5f}\n" for t, f in zip(times, f0, strict=True)))
+
+
+def _write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> Path:
+    """Write lines one at a time (a long track's text is never held whole), atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+
+    return atomic_write(path, write)
+
+
+class Ragged(Sequence[np.ndarray]):
+    """Multi-f0 frames stored flat: frame i is ``values[offsets[i]:offsets[i + 1]]``.
+
+    Holds one array of all f0s and one of offsets, instead of one array object per frame.
+    """
+
+    def __init__(self, values: np.ndarray, counts: np.ndarray) -> None:
+        self.values = np.asarray(values, dtype=np.float64)
+        self.offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self.values[self.offsets[i] : self.offsets[i + 1]]
 
 
 def write_multif0(
@@ -98,11 +135,13 @@ def write_multif0(
     """Write multi-f0 as ``time<TAB>f1<TAB>f2...`` lines (one per frame, Hz ascending)."""
     if len(times) != len(freqs):
         raise ValueError(f"{len(times)} times but {len(freqs)} frames of f0s")
-    lines = []
-    for t, fs in zip(times, freqs, strict=True):
-        cols = [f"{float(t):.6f}"] + [f"{float(f):.5f}" for f in np.sort(np.asarray(fs))]
-        lines.append("\t".join(cols) + "\n")
-    return _write_text(path, "".join(lines))
+
+    def lines() -> Iterator[str]:
+        for t, fs in zip(times, freqs, strict=True):
+            cols = [f"{float(t):.6f}"] + [f"{float(f):.5f}" for f in np.sort(np.asarray(fs))]
+            yield "\t".join(cols) + "\n"
+
+    return _write_lines(path, lines())
 
 
 def write_beats(path: str | os.PathLike[str], times: np.ndarray) -> Path:
@@ -300,40 +339,67 @@ def _annotation(namespace: str, task: str, duration: float) -> Any:
     return ann
 
 
-def f0_annotation(task: str, times: np.ndarray, f0: np.ndarray, duration: float) -> Any:
-    """A ``pitch_contour`` annotation of a single-voice f0 series (one contour, index 0)."""
-    ann = _annotation("pitch_contour", task, duration)
+@dataclass
+class LazyAnnotation:
+    """A JAMS annotation whose observations are produced only while the file is written
+    (`write_jams` streams them), so a long track's frame-wise f0 is never held as objects.
+
+    ``rows()`` yields observations as dicts (time, duration, value, confidence).
+    """
+
+    namespace: str
+    task: str
+    duration: float
+    rows: Callable[[], Iterator[dict[str, Any]]]
+
+    def materialise(self, limit: int | None = None) -> Any:
+        """The jams annotation (its first `limit` observations only, if given)."""
+        ann = _annotation(self.namespace, self.task, self.duration)
+        for i, row in enumerate(self.rows()):
+            if limit is not None and i >= limit:
+                break
+            ann.append(**row)
+        return ann
+
+
+def f0_rows(times: np.ndarray, f0: np.ndarray) -> Iterator[dict[str, Any]]:
+    """``pitch_contour`` observations of a single-voice f0 series (one contour, index 0)."""
     for t, hz in zip(np.asarray(times, float), np.asarray(f0, float), strict=True):
         voiced = bool(hz > 0)
-        ann.append(
-            time=float(t),
-            duration=0.0,
-            value={"index": 0, "frequency": float(hz) if voiced else 0.0, "voiced": voiced},
-        )
-    return ann
+        value = {"index": 0, "frequency": float(hz) if voiced else 0.0, "voiced": voiced}
+        yield {"time": float(t), "duration": 0.0, "value": value, "confidence": None}
+
+
+def multif0_rows(times: np.ndarray, freqs: Sequence[np.ndarray]) -> Iterator[dict[str, Any]]:
+    """``pitch_contour`` observations of multi-f0: index = rank of the f0 in its frame."""
+    for t, fs in zip(np.asarray(times, float), freqs, strict=True):
+        for k, hz in enumerate(np.sort(np.asarray(fs, float))):
+            value = {"index": k, "frequency": float(hz), "voiced": True}
+            yield {"time": float(t), "duration": 0.0, "value": value, "confidence": None}
+
+
+def notes_rows(notes: Sequence[Note]) -> Iterator[dict[str, Any]]:
+    """``note_hz`` observations of note events."""
+    for onset, offset, hz in notes:
+        yield {"time": onset, "duration": offset - onset, "value": float(hz), "confidence": None}
+
+
+def f0_annotation(task: str, times: np.ndarray, f0: np.ndarray, duration: float) -> Any:
+    """A ``pitch_contour`` annotation of a single-voice f0 series (one contour, index 0)."""
+    return LazyAnnotation("pitch_contour", task, duration, lambda: f0_rows(times, f0)).materialise()
 
 
 def multif0_annotation(
     task: str, times: np.ndarray, freqs: Sequence[np.ndarray], duration: float
 ) -> Any:
     """A ``pitch_contour`` annotation of multi-f0: index = rank of the f0 in its frame."""
-    ann = _annotation("pitch_contour", task, duration)
-    for t, fs in zip(np.asarray(times, float), freqs, strict=True):
-        for k, hz in enumerate(np.sort(np.asarray(fs, float))):
-            ann.append(
-                time=float(t),
-                duration=0.0,
-                value={"index": k, "frequency": float(hz), "voiced": True},
-            )
-    return ann
+    rows = lambda: multif0_rows(times, freqs)  # noqa: E731
+    return LazyAnnotation("pitch_contour", task, duration, rows).materialise()
 
 
 def notes_annotation(task: str, notes: Sequence[Note], duration: float) -> Any:
     """A ``note_hz`` annotation of note events."""
-    ann = _annotation("note_hz", task, duration)
-    for onset, offset, hz in notes:
-        ann.append(time=onset, duration=offset - onset, value=float(hz))
-    return ann
+    return LazyAnnotation("note_hz", task, duration, lambda: notes_rows(notes)).materialise()
 
 
 def onsets_annotation(
@@ -390,12 +456,13 @@ def write_jams(
     title: str = "",
     sandbox: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write annotations to one JAMS file.
+    """Write annotations (jams annotations or `LazyAnnotation`s) to one JAMS file.
 
     jams validates every observation against its namespace's schema, which takes minutes
     for a long track's frame-wise f0; the schema is checked here on the first
-    `_VALIDATE_OBSERVATIONS` observations of each annotation, and the file written as
-    ``jams.JAMS.save`` writes it.
+    `_VALIDATE_OBSERVATIONS` observations of each annotation. The file has the layout of
+    ``jams.JAMS.save``; a lazy annotation's observations are serialised one at a time as
+    they are written, so memory does not grow with their number.
 
     Raises:
         jams.SchemaError: an annotation does not fit its namespace.
@@ -411,9 +478,36 @@ def write_jams(
         jam.annotations.extend(anns)
         return jam
 
-    build([_head(a, _VALIDATE_OBSERVATIONS) for a in annotations]).validate(strict=True)
-    text = json.dumps(build(annotations).__json__, indent=2)
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), suffix=".jams")
+    heads = [
+        a.materialise(_VALIDATE_OBSERVATIONS)
+        if isinstance(a, LazyAnnotation)
+        else _head(a, _VALIDATE_OBSERVATIONS)
+        for a in annotations
+    ]
+    build(heads).validate(strict=True)
+    lazy = {i: a for i, a in enumerate(annotations) if isinstance(a, LazyAnnotation)}
+    skeleton = [a.materialise(0) if i in lazy else a for i, a in enumerate(annotations)]
+    doc = build(skeleton).__json__
+    for i in lazy:
+        doc["annotations"][i]["data"] = f"@@mir-data-{i}@@"
+    text = json.dumps(doc, indent=2)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            pos = 0
+            for i, ann in lazy.items():
+                marker = json.dumps(f"@@mir-data-{i}@@")
+                at = text.index(marker, pos)
+                f.write(text[pos:at])
+                f.write("[")
+                for k, row in enumerate(ann.rows()):
+                    f.write(", " if k else "")
+                    f.write(json.dumps(row))
+                f.write("]")
+                pos = at + len(marker)
+            f.write(text[pos:])
+
+    return atomic_write(path, write, suffix=".jams")
 
 
 _VALIDATE_OBSERVATIONS = 32

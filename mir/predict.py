@@ -2,16 +2,19 @@
 
 Usage:
     python -m mir.predict ckpt=<path> input=<file or folder> output=<folder>
-        [overwrite=false] [device=cpu] [top_k=5] [min_note=0.05]
+        [overwrite=false] [device=cpu] [top_k=5] [min_note=0.05] [strict=false]
 
 Arguments (``key=value``, as for ``mir.train``):
     ckpt: checkpoint written by ``mir.train`` (``.../checkpoints/last.ckpt``).
     input: an audio file, or a folder searched recursively for wav, flac, mp3, ogg, aiff.
     output: folder receiving one sub-folder per input file.
-    overwrite: redo inputs that already have a ``DONE`` marker (default: skip them).
+    overwrite: redo inputs that already have a ``DONE`` marker (default: skip those whose
+        marker records this input's path, size and modification time).
     device: torch device for inference (``cpu``, ``cuda``, ``cuda:1``...).
     top_k: tags listed in ``<task>.json``'s ``top``.
     min_note: shortest MIDI note kept, in s.
+    strict: a file whose data is shorter than its header declares fails (default: a
+        warning naming both lengths, and the file is analysed as it is).
 
 Output layout, for an input ``<input>/<dir>/<name>.<ext>``:
     <output>/<dir>/<name>/
@@ -24,7 +27,13 @@ Output layout, for an input ``<input>/<dir>/<name>.<ext>``:
         <task>.beats.txt    beats: one time per line (and <task>.downbeats.txt)
         tagging.json        tags: top-k and all scores
         <name>.jams         every annotation above in one JAMS file
-        DONE                written last; its presence means the folder is complete
+        DONE                written last (JSON: the input's path, size and mtime, the
+                            checkpoint); its presence means the folder is complete
+
+``<name>`` becomes ``<name>_<ext>-<hash>`` (8 hex digits of the relative path's hash) when
+another input has the same name (``a.wav`` and ``a.flac``) or its folder would hold
+another input's outputs (``a.wav`` beside ``a/``). Temporary files (hidden, ending in
+``.tmp``) a killed run left in the output folder are removed at start.
 
 Any sample rate or channel count is accepted: the model hears the mono downmix
 resampled to its own rate. Unreadable files are reported on one line each and skipped;
@@ -57,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "output": None,
     "overwrite": False,
     "device": "cpu",
+    "strict": False,
     "top_k": 5,
     "min_note": 0.05,
 }
@@ -109,6 +119,67 @@ def as_bool(value: Any, key: str) -> bool:
     raise ConfigError(f"{key}={value!r} must be true or false")
 
 
+def as_int(value: Any, key: str, minimum: int) -> int:
+    """`value` as an integer >= `minimum`, else a `ConfigError` naming `key`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def as_number(value: Any, key: str, minimum: float) -> float:
+    """`value` as a finite number >= `minimum`, else a `ConfigError` naming `key`."""
+    import math
+
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{key}={value!r} must be a number >= {minimum:g}")
+    return float(value)
+
+
+def check_writable_dir(path: Path, what: str) -> None:
+    """Check, before any work, that `path` is (or can be created as) a writable folder.
+
+    Raises:
+        ConfigError: a part of the path is a file, a symbolic link loop, or a folder this
+            user may not write to.
+    """
+    import errno
+    import os
+
+    probe = Path(path)
+    while True:
+        try:
+            st = os.stat(probe)
+            break
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ConfigError(f"{what} {path}: {probe} is a symbolic link loop") from None
+            if exc.errno == errno.ENOTDIR:
+                raise ConfigError(f"{what} {path}: a part of it is a file, not a folder") from None
+            if exc.errno != errno.ENOENT or probe.parent == probe:
+                raise ConfigError(f"{what} {path}: {exc.strerror}") from None
+            probe = probe.parent  # not there yet: the nearest existing folder must be writable
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{what} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: permission denied (cannot write to {probe})")
+
+
+def parse_device(device: str) -> Any:
+    """`device` as a `torch.device` that exists here, else a `ConfigError`."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device={device!r} is not a torch device ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but CUDA is not available; use device=cpu")
+    return dev
+
+
 def run_cli(
     argv: Sequence[str] | None,
     doc: str | None,
@@ -136,16 +207,21 @@ def run_cli(
 
 # -- inputs ---------------------------------------------------------------------------------
 def find_inputs(path: Path, exclude: Path | None = None) -> list[tuple[Path, str]]:
-    """Audio files at `path` and their output names (relative path without extension).
+    """Audio files at `path` and their output folder names.
 
     A folder is searched recursively (files under `exclude`, the output folder, are left
-    out); two files that differ only in extension keep their extension in the name.
+    out). A file's output name is its relative path without extension, unless that name is
+    shared by another file (``a.wav`` and ``a.flac``, or ``A.wav`` and ``a.wav``: folders
+    that differ only in case are one folder on some systems) or is a folder that holds
+    another input's outputs (``a.wav`` beside ``a/b.wav``); such a file's name becomes
+    ``<relative path>_<ext>-<8 hex digits of the hash of its relative path>``, so no two
+    inputs ever share an output folder and none nests inside another's.
 
     Raises:
-        ConfigError: `path` does not exist or holds no audio file.
+        ConfigError: `path` does not exist or holds no audio file, or two inputs still map
+            to one output name (both are named).
     """
-    if not path.exists():
-        raise ConfigError(f"input {path} does not exist")
+    check_exists(path, "input")
     if path.is_file():
         return [(path, path.stem)]
     ex = exclude.resolve() if exclude is not None else None
@@ -160,10 +236,73 @@ def find_inputs(path: Path, exclude: Path | None = None) -> list[tuple[Path, str
         raise ConfigError(
             f"no audio files ({', '.join(e[1:] for e in AUDIO_EXTENSIONS)}) under {path}"
         )
-    rel = [p.relative_to(path).with_suffix("").as_posix() for p in files]
-    dup = {r for r in rel if rel.count(r) > 1}
-    names = [f"{r}_{p.suffix[1:]}" if r in dup else r for p, r in zip(files, rel, strict=True)]
+    rel = [p.relative_to(path).as_posix() for p in files]
+    plain = [r.rsplit(".", 1)[0] for r in rel]
+    folded = [n.casefold() for n in plain]
+    count = {n: folded.count(n) for n in folded}
+    ancestors = {"/".join(n.split("/")[:i]) for n in folded for i in range(1, n.count("/") + 1)}
+    names = [
+        _hashed(r) if count[f] > 1 or f in ancestors else n
+        for r, n, f in zip(rel, plain, folded, strict=True)
+    ]
+    seen: dict[str, Path] = {}
+    for p, n in zip(files, names, strict=True):
+        other = seen.setdefault(n.casefold(), p)
+        if other is not p:
+            raise ConfigError(f"inputs {other} and {p} would share the output folder {n}")
+    for p, n in zip(files, names, strict=True):
+        parts = n.casefold().split("/")
+        for i in range(1, len(parts)):
+            other = seen.get("/".join(parts[:i]))
+            if other is not None:
+                raise ConfigError(f"the outputs of {p} would lie inside those of {other}")
     return list(zip(files, names, strict=True))
+
+
+def _hashed(rel: str) -> str:
+    """``<rel without ext>_<ext>-<8 hex digits of sha1(rel)>``: unique per relative path."""
+    import hashlib
+
+    stem, _, ext = rel.rpartition(".")
+    return f"{stem}_{ext}-{hashlib.sha1(rel.encode()).hexdigest()[:8]}"
+
+
+def check_exists(path: Path, what: str) -> None:
+    """Raise a `ConfigError` that names why `path` cannot be reached (missing, a symlink
+    loop, permission)."""
+    import errno
+    import os
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"{what} {path} is a symbolic link loop") from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(f"{what} {path}: permission denied") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise ConfigError(f"{what} {path} does not exist") from None
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
+
+
+def input_signature(path: Path) -> dict[str, Any]:
+    """What identifies an input's content for the DONE marker: path, size, mtime."""
+    st = path.stat()
+    return {"input": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def is_done(out_dir: Path, path: Path) -> bool:
+    """True when `out_dir` holds a DONE marker written for this very input (same path,
+    size and modification time); a changed, moved or replaced input is redone."""
+    done = out_dir / DONE
+    if not done.is_file():
+        return False
+    try:
+        marker = json.loads(done.read_text())
+    except (OSError, ValueError):
+        return False
+    want = input_signature(path)
+    return isinstance(marker, dict) and all(marker.get(k) == v for k, v in want.items())
 
 
 # -- per-task writers -----------------------------------------------------------------------
@@ -174,11 +313,25 @@ class FileContext:
     out_dir: Path
     duration: float  # s
     sr_in: int  # the file's sample rate, Hz
-    channels: np.ndarray  # (C, N') the file's channels at the model's rate
+    channels: np.ndarray | None  # (C, N') the file's channels at the model's rate, or None
     n_in: int  # the file's length in samples at sr_in
-    raw: Mapping[str, np.ndarray]  # task -> undecoded full-track output
+    raw: dict[str, np.ndarray]  # task -> undecoded full-track output
     top_k: int
     min_note: float
+    path: Path | None = None  # the input (read whole only by the U-Net separation)
+    sr_model: int = 0  # the model's sample rate, Hz
+
+    def mono(self) -> np.ndarray:
+        """The whole input's mono downmix at the model's rate (and `channels` filled)."""
+        from mir.audio import load_audio, resample
+
+        assert self.path is not None
+        sr = self.sr_model
+        native = load_audio(self.path, sr=self.sr_in, mono=False)  # (C, N)
+        mono = load_audio(self.path, sr=sr)
+        channels = resample(native, self.sr_in, sr) if native.shape[0] > 1 else mono[None]
+        self.channels = _fit_length(channels, len(mono))
+        return mono
 
 
 def separate_channels(task: Any, output: np.ndarray, channels: np.ndarray) -> np.ndarray:
@@ -301,7 +454,418 @@ def writer_for(task: Any) -> Writer | None:
     return next((w for cls, w in table.items() if isinstance(task, cls)), None)
 
 
-# -- one file -------------------------------------------------------------------------------
+# -- one file, streamed ---------------------------------------------------------------------
+BLOCK_SECONDS = 10.0  # audio is read and resampled this much at a time
+
+
+class AudioStream:
+    """One pass over an audio file: its mono downmix and its channels at the model's rate,
+    read and resampled block by block (soxr's stream gives the same samples as resampling
+    the whole file), holding only the samples not yet released.
+
+    Args:
+        path: the audio file.
+        sr: the model's sample rate in Hz.
+
+    Raises:
+        AudioError: the file cannot be read or is empty.
+    """
+
+    def __init__(self, path: Path, sr: int) -> None:
+        import soundfile as sf
+
+        from mir.audio import audio_info, check_complete
+        from mir.errors import AudioError
+
+        info = audio_info(path)
+        self.path = path
+        try:
+            self.file = sf.SoundFile(str(path))
+        except Exception as exc:
+            raise AudioError(f"{path}: cannot read audio ({exc})") from None
+        self.sr_in = int(self.file.samplerate)
+        self.n_in = int(info.frames)
+        self.channels = int(self.file.channels)
+        if self.n_in == 0:
+            self.file.close()
+            raise AudioError(f"{path}: audio file is empty")
+        check_complete(path, self.n_in)
+        self.sr = int(sr)
+        # soxr's output length for the whole file (checked at the end)
+        self.n = (2 * self.n_in * self.sr + self.sr_in) // (2 * self.sr_in)
+        resample = self.sr_in != self.sr
+        self._mono_rs = self._stream(1) if resample else None
+        self._chan_rs = self._stream(self.channels) if resample and self.channels > 1 else None
+        self.start = 0  # model-rate index of the first held sample
+        self.mono = np.zeros(0, np.float32)
+        self.chans = np.zeros((self.channels, 0), np.float32)
+        self.read_in = 0
+        self.eof = False
+
+    def _stream(self, channels: int) -> Any:
+        import soxr
+
+        return soxr.ResampleStream(self.sr_in, self.sr, channels, dtype="float32", quality="HQ")
+
+    def _pull(self) -> None:
+        from mir.errors import AudioError
+
+        try:
+            block = self.file.read(int(BLOCK_SECONDS * self.sr_in), dtype="float32", always_2d=True)
+        except Exception as exc:
+            raise AudioError(f"{self.path}: cannot read audio ({exc})") from None
+        self.read_in += len(block)
+        last = len(block) == 0 or self.read_in >= self.n_in
+        x = block.T  # (C, k)
+        mono = x.mean(axis=0)  # as `load_audio`
+        if not np.all(np.isfinite(mono)):
+            raise AudioError(f"{self.path}: audio contains NaN or infinite samples")
+        if self._mono_rs is not None:
+            mono = self._mono_rs.resample_chunk(mono, last=last)
+        self.mono = np.concatenate([self.mono, mono.astype(np.float32)])
+        if self.channels > 1:
+            chans = x
+            if self._chan_rs is not None:
+                chans = self._chan_rs.resample_chunk(np.ascontiguousarray(block), last=last).T
+            self.chans = np.concatenate([self.chans, chans.astype(np.float32)], axis=1)
+        if last:
+            self.eof = True
+            self.file.close()
+            held = self.start + len(self.mono)
+            if held != self.n:  # never seen; keep every later index valid
+                log.debug("%s: %d samples after resampling, expected %d", self.path, held, self.n)
+                self.mono = _fit_length(self.mono, self.n - self.start)
+                self.chans = _fit_length(self.chans, self.n - self.start)
+
+    def get(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Samples [a, b) at the model's rate: (b - a,) mono and (C, b - a) channels."""
+        held = len(self.mono) if self.channels == 1 else min(len(self.mono), self.chans.shape[1])
+        while not self.eof and self.start + held < b:
+            self._pull()
+            held = (
+                len(self.mono) if self.channels == 1 else min(len(self.mono), self.chans.shape[1])
+            )
+        i, j = a - self.start, b - self.start
+        assert i >= 0, "samples were released before use"
+        mono = self.mono[i:j]
+        return mono, (self.chans[:, i:j] if self.channels > 1 else mono[None])
+
+    def release(self, upto: int) -> None:
+        """Forget the samples before `upto`."""
+        drop = max(0, min(upto - self.start, len(self.mono)))
+        if drop:
+            self.mono = self.mono[drop:].copy()
+            if self.channels > 1:
+                self.chans = self.chans[:, drop:].copy()
+            self.start += drop
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+
+
+class Stream:
+    """What one task does with each chunk's core outputs, and at the end of the file."""
+
+    def needs_from(self) -> int:
+        """The earliest model-rate sample this task still needs from the audio stream."""
+        return 1 << 62
+
+    def feed(self, f0: int, f1: int, core: np.ndarray, full: np.ndarray, first: int) -> None:
+        raise NotImplementedError
+
+    def finish(self, ctx: FileContext) -> list[Any]:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        pass
+
+
+class SingleF0Stream(Stream):
+    """melody/bass/vocal: each chunk decoded at once (argmax per frame); f0 kept (8 bytes a
+    frame), the CSV, notes and JAMS contour written at the end without per-frame objects."""
+
+    def __init__(self, name: str, task: Any, stub: Any) -> None:
+        self.name, self.task, self.stub, self.parts = name, task, stub, []
+
+    def feed(self, f0: int, f1: int, core: np.ndarray, full: np.ndarray, first: int) -> None:
+        self.parts.append(self.task.decode(core, self.stub)[1])
+
+    def finish(self, ctx: FileContext) -> list[Any]:
+        from mir import outputs
+
+        f0 = np.concatenate(self.parts)
+        times = self.task.fe.frame_times(len(f0))
+        notes = outputs.f0_to_notes(times, f0, min_duration=ctx.min_note)
+        outputs.write_f0(ctx.out_dir / f"{self.name}.csv", times, f0)
+        outputs.write_notes_midi(ctx.out_dir / f"{self.name}.mid", notes, name=self.name)
+        return [
+            outputs.LazyAnnotation(
+                "pitch_contour", self.name, ctx.duration, lambda: outputs.f0_rows(times, f0)
+            ),
+            outputs.LazyAnnotation(
+                "note_hz", self.name, ctx.duration, lambda: outputs.notes_rows(notes)
+            ),
+        ]
+
+
+class MultiF0Stream(Stream):
+    """multi-f0: each chunk decoded at once (peaks per frame); the f0s kept flat."""
+
+    def __init__(self, name: str, task: Any, stub: Any) -> None:
+        self.name, self.task, self.stub = name, task, stub
+        self.values: list[np.ndarray] = []
+        self.counts: list[np.ndarray] = []
+
+    def feed(self, f0: int, f1: int, core: np.ndarray, full: np.ndarray, first: int) -> None:
+        _, freqs = self.task.decode(core, self.stub)
+        self.counts.append(np.array([len(f) for f in freqs], dtype=np.int64))
+        self.values.append(np.concatenate(freqs) if freqs else np.zeros(0))
+
+    def finish(self, ctx: FileContext) -> list[Any]:
+        from mir import outputs
+
+        freqs = outputs.Ragged(np.concatenate(self.values), np.concatenate(self.counts))
+        times = self.task.fe.frame_times(len(freqs))
+        notes = outputs.multif0_to_notes(times, freqs, min_duration=ctx.min_note)
+        outputs.write_multif0(ctx.out_dir / f"{self.name}.csv", times, freqs)
+        outputs.write_notes_midi(ctx.out_dir / f"{self.name}.mid", notes, name=self.name)
+        return [
+            outputs.LazyAnnotation(
+                "pitch_contour", self.name, ctx.duration, lambda: outputs.multif0_rows(times, freqs)
+            ),
+            outputs.LazyAnnotation(
+                "note_hz", self.name, ctx.duration, lambda: outputs.notes_rows(notes)
+            ),
+        ]
+
+
+class SeparationStream(Stream):
+    """Mask separation: each block of frames is masked and inverted per channel as soon as
+    the masks around it are known (the same samples as one pass over the track, see
+    `mir.models.unet.masked_istft_blocks`), resampled to the input's rate by a soxr stream
+    and appended to the stems' wav files."""
+
+    def __init__(self, name: str, task: Any, audio: Any, out_dir: Path | None) -> None:
+        from mir.audio import WavWriter
+
+        fe = task.fe
+        self.name, self.task, self.fe, self.audio = name, task, fe, audio
+        self.m = fe.n_fft // fe.hop + 1  # frames an STFT frame reaches (as masked_istft_blocks)
+        self.n_frames = fe.n_frames(audio.n)
+        self.masks = np.zeros((len(task.sources), 0, 0), np.float32)
+        self.masks_start = 0  # global frame of self.masks[:, :, 0]
+        self.done = 0  # frames [0, done) are separated and written
+        c = audio.channels
+        self.writers: list[Any] = (
+            [WavWriter(out_dir / f"{s}.wav", audio.sr_in, c) for s in task.sources]
+            if out_dir is not None
+            else [ArraySink(audio.n_in) for _ in task.sources]
+        )
+        self.resamplers = None  # back to the input's rate
+        if audio.sr_in != fe.sr:
+            import soxr
+
+            self.resamplers = [
+                soxr.ResampleStream(fe.sr, audio.sr_in, c, dtype="float32", quality="HQ")
+                for _ in task.sources
+            ]
+
+    def needs_from(self) -> int:
+        return max(0, self.done - 2 * self.m) * self.fe.hop
+
+    def feed(self, f0: int, f1: int, core: np.ndarray, full: np.ndarray, first: int) -> None:
+        held = self.masks[:, :, max(0, self.done - 2 * self.m - self.masks_start) :]
+        self.masks_start += self.masks.shape[2] - held.shape[2]
+        self.masks = np.concatenate([held, core], axis=2) if held.size else core.copy()
+        known = f1
+        upto = self.n_frames if known >= self.n_frames else known - 2 * self.m
+        if upto > self.done:
+            self._separate(self.done, upto)
+
+    def _separate(self, t0: int, t1: int) -> None:
+        import torch
+
+        from mir.models.unet import masked_istft_blocks
+
+        fe, hop, n = self.fe, self.fe.hop, self.audio.n
+        s0, s1 = max(0, t0 - 2 * self.m), min(self.n_frames, t1 + 2 * self.m)
+        # as many samples as give exactly frames [s0, s1) (1 + N // hop); the kept frames'
+        # windows lie inside, since 2 * m frames exceed n_fft / 2 samples
+        a, b = s0 * hop, (n if s1 == self.n_frames else (s1 - 1) * hop + 1)
+        _, chans = self.audio.get(a, b)
+        dev = next((buf.device for buf in fe.buffers()), torch.device("cpu"))
+        i = s0 - self.masks_start
+        masks = torch.from_numpy(np.ascontiguousarray(self.masks[:, :, i : i + s1 - s0])).to(dev)
+        lo, hi = t0 * hop - a, min(n, t1 * hop) - a
+        per_channel = []
+        with torch.no_grad():
+            for x in chans:
+                seg = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
+                est = masked_istft_blocks(
+                    fe, seg, lambda p, q: masks[..., p:q], masks.shape[0], block_frames=s1 - s0
+                )
+                per_channel.append(est[:, lo:hi].cpu().numpy())
+        stems = np.stack(per_channel, axis=1)  # (S, C, L)
+        last = t1 >= self.n_frames
+        for k, writer in enumerate(self.writers):
+            block = stems[k].T  # (L, C)
+            if self.resamplers is not None:
+                block = self.resamplers[k].resample_chunk(np.ascontiguousarray(block), last=last)
+            room = self.audio.n_in - writer.frames
+            block = block[:room]
+            writer.write(block[:, 0] if self.audio.channels == 1 else block)
+        self.done = t1
+
+    def finish(self, ctx: FileContext) -> list[Any]:
+        for writer in self.writers:
+            missing = self.audio.n_in - writer.frames
+            if missing > 0:
+                shape = (missing,) if self.audio.channels == 1 else (missing, self.audio.channels)
+                writer.write(np.zeros(shape, np.float32))
+            writer.commit()
+        return []
+
+    def abort(self) -> None:
+        for writer in self.writers:
+            writer.abort()
+
+
+class RawStream(Stream):
+    """Any other task (drums, beats, tagging, the U-Net separation): its raw output is kept
+    (a few values per frame, or one per track) and decoded at the end, as before."""
+
+    def __init__(self, name: str, task: Any) -> None:
+        self.name, self.task = name, task
+        self.parts: list[np.ndarray] = []
+        self.weights: list[int] = []
+
+    def feed(self, f0: int, f1: int, core: np.ndarray, full: np.ndarray, first: int) -> None:
+        self.parts.append(core if self.task.output_kind == "frames" else full)
+        self.weights.append(f1 - f0)
+
+    def raw(self) -> np.ndarray:
+        if self.task.output_kind == "frames":
+            return np.concatenate(self.parts, axis=-1)
+        w = np.asarray(self.weights, dtype=np.float64)
+        return np.tensordot(w / w.sum(), np.stack(self.parts), axes=1)
+
+    def finish(self, ctx: FileContext) -> list[Any]:
+        from mir.data.track import Track
+
+        write = writer_for(self.task)
+        if write is None:
+            log.warning(
+                "no writer for task %s (%s); not saved", self.name, type(self.task).__name__
+            )
+            return []
+        ctx.raw[self.name] = self.raw()
+        audio = ctx.mono() if write is write_separation else np.zeros(0, np.float32)
+        track = Track(name=ctx.out_dir.name, audio=audio, sr=self.task.fe.sr)
+        return write(ctx, self.name, self.task, self.task.decode(ctx.raw[self.name], track))
+
+
+def make_stream(name: str, task: Any, audio: Any, out_dir: Path | None) -> Stream:
+    """The streamed handling of one task: literal dispatch on the task class."""
+    from mir.data.track import Track
+    from mir.tasks.salience import MultiF0Task, SingleF0Task
+    from mir.tasks.separation import SeparationTask
+
+    stub = Track(name="", audio=np.zeros(0, np.float32), sr=task.fe.sr)
+    if type(task) is SingleF0Task:
+        return SingleF0Stream(name, task, stub)
+    if type(task) is MultiF0Task:
+        return MultiF0Stream(name, task, stub)
+    if type(task) is SeparationTask and task.unet is None:
+        return SeparationStream(name, task, audio, out_dir)
+    return RawStream(name, task)
+
+
+def run_streams(module: Any, audio: Any, streams: Mapping[str, Stream]) -> None:
+    """Feed every chunk of `mir.inference.chunk_plan` through the model to the streams."""
+    import torch
+
+    from mir.inference import chunk_plan
+
+    fe = module.model.frontend
+    plan = chunk_plan(fe, audio.n, module.chunk_seconds, module.margin_seconds)
+    device = next(module.model.parameters()).device
+    for k, (f0, f1, a, b) in enumerate(plan):
+        mono, _ = audio.get(a, b)
+        with torch.no_grad():
+            outputs, _ = module.model(torch.from_numpy(np.ascontiguousarray(mono)).to(device)[None])
+        first = f0 - a // fe.hop
+        for name, stream in streams.items():
+            full = outputs[name][0].float().cpu().numpy()
+            frames = module.tasks[name].output_kind == "frames"
+            core = full[..., first : first + (f1 - f0)] if frames else full
+            stream.feed(f0, f1, core, full, first)
+        nxt = plan[k + 1][2] if k + 1 < len(plan) else audio.n
+        audio.release(min([nxt, *(s.needs_from() for s in streams.values())]))
+
+
+class ArrayAudio:
+    """`AudioStream`'s interface over a mono track already in memory (`mir.evaluate`)."""
+
+    def __init__(self, audio: np.ndarray, sr: int) -> None:
+        self.mono = np.asarray(audio, dtype=np.float32)
+        self.n = self.n_in = len(self.mono)
+        self.sr = self.sr_in = int(sr)
+        self.channels = 1
+
+    def get(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        mono = self.mono[a:b]
+        return mono, mono[None]
+
+    def release(self, upto: int) -> None:
+        pass
+
+
+class ArraySink:
+    """`mir.audio.WavWriter`'s interface, into an array (a stem estimate in memory)."""
+
+    def __init__(self, n: int) -> None:
+        self.data = np.zeros(n, np.float32)
+        self.frames = 0
+
+    def write(self, block: np.ndarray) -> None:
+        self.data[self.frames : self.frames + len(block)] = block
+        self.frames += len(block)
+
+    def commit(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def predict_streamed(module: Any, track: Any) -> dict[str, Any]:
+    """`MirModule.predict_track` without the whole track's raw outputs: f0 and multi-f0 are
+    decoded chunk by chunk and mask separation inverted block by block (the same estimates);
+    other tasks keep their (small) raw output. Used by `mir.evaluate`."""
+    from mir.outputs import Ragged
+
+    audio = ArrayAudio(track.audio, module.model.frontend.sr)
+    streams = {n: make_stream(n, t, audio, None) for n, t in module.tasks.items()}
+    run_streams(module, audio, streams)
+    estimates: dict[str, Any] = {}
+    for name, stream in streams.items():
+        task = module.tasks[name]
+        if isinstance(stream, SingleF0Stream):
+            f0 = np.concatenate(stream.parts)
+            estimates[name] = (task.fe.frame_times(len(f0)), f0)
+        elif isinstance(stream, MultiF0Stream):
+            freqs = Ragged(np.concatenate(stream.values), np.concatenate(stream.counts))
+            estimates[name] = (task.fe.frame_times(len(freqs)), list(freqs))
+        elif isinstance(stream, SeparationStream):
+            stream.finish(None)  # type: ignore[arg-type]
+            estimates[name] = np.stack([s.data for s in stream.writers])
+        else:
+            assert isinstance(stream, RawStream)
+            estimates[name] = task.decode(stream.raw(), track)
+    return estimates
+
+
 def predict_file(
     module: Any,
     path: Path,
@@ -309,54 +873,64 @@ def predict_file(
     top_k: int = 5,
     min_note: float = 0.05,
     meta: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> None:
     """Run every head on one audio file and write all outputs to `out_dir`, DONE last.
 
-    Returns:
-        Task -> decoded estimate (what `MirModule.predict_track` returns for the file's
-        mono downmix at the model's rate).
+    The file is streamed: read and resampled a block at a time, run through the model in
+    the chunks of `mir.inference.infer_track` (the same outputs), each chunk decoded and
+    its stems written as soon as possible; what is kept grows by a few bytes per frame,
+    not by the audio or the raw outputs (the U-Net separation head and tasks without a
+    streamed decoder keep their raw output, as before).
 
     Raises:
         AudioError: the file cannot be read.
     """
-    from mir.audio import audio_info, load_audio, resample
-    from mir.data.track import Track
-    from mir.inference import infer_track
+
+    from mir.audio import atomic_write
     from mir.outputs import write_jams
 
     fe = module.model.frontend
-    info = audio_info(path)
-    sr_in = int(info.samplerate)
-    native = load_audio(path, sr=sr_in, mono=False)  # (C, N)
-    n_in = native.shape[-1]
-    mono = load_audio(path, sr=fe.sr)  # (N',), exactly what the datasets feed the model
-    channels = resample(native, sr_in, fe.sr) if native.shape[0] > 1 else mono[None]
-    channels = _fit_length(channels, len(mono))  # (C, N')
-
     done = out_dir / DONE
-    done.unlink(missing_ok=True)  # an interrupted overwrite must not look finished
-    track = Track(name=path.stem, audio=mono, sr=fe.sr)
-    # What `MirModule.predict_track` does, keeping the raw outputs: stereo stems need masks.
-    kinds = {name: task.output_kind for name, task in module.tasks.items()}
-    raw = infer_track(module.model, mono, kinds, module.chunk_seconds, module.margin_seconds)
-    estimates = {name: task.decode(raw[name], track) for name, task in module.tasks.items()}
-
-    ctx = FileContext(out_dir, n_in / sr_in, sr_in, channels, n_in, raw, top_k, min_note)
-    annotations = []
-    for name, task in module.tasks.items():
-        write = writer_for(task)
-        if write is None:
-            log.warning("no writer for task %s (%s); not saved", name, type(task).__name__)
-            continue
-        annotations += write(ctx, name, task, estimates[name])
+    if done.is_dir() or out_dir.is_file():
+        raise ConfigError(
+            f"{path}: its output {done} is in the way (a folder or file of that name)"
+        )
+    audio = AudioStream(path, fe.sr)
+    streams: dict[str, Stream] = {}
+    try:
+        done.unlink(missing_ok=True)  # an interrupted overwrite must not look finished
+        streams = {n: make_stream(n, t, audio, out_dir) for n, t in module.tasks.items()}
+        run_streams(module, audio, streams)
+        ctx = FileContext(
+            out_dir,
+            audio.n_in / audio.sr_in,
+            audio.sr_in,
+            None,
+            audio.n_in,
+            {},
+            top_k,
+            min_note,
+            path,
+            sr_model=fe.sr,
+        )
+        annotations = []
+        for stream in streams.values():
+            annotations += stream.finish(ctx)
+    except BaseException:
+        for stream in streams.values():
+            stream.abort()
+        raise
+    finally:
+        audio.close()
     sandbox = {"mir": {"input": str(path), "tasks": list(module.tasks), **dict(meta or {})}}
     write_jams(out_dir / f"{path.stem}.jams", annotations, ctx.duration, path.stem, sandbox)
-    marker = {"input": str(path), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **(meta or {})}
-    from mir.audio import atomic_write
-
+    marker = {
+        **input_signature(path),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **(meta or {}),
+    }
     text = json.dumps(marker, indent=2) + "\n"
     atomic_write(done, lambda tmp: Path(tmp).write_text(text))
-    return estimates
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -372,7 +946,8 @@ def run(
     """Predict every input file; returns (files done, skipped as finished, failed)."""
     from tqdm import tqdm
 
-    from mir.checkpoint import load_module
+    from mir.audio import remove_temp_files
+    from mir.checkpoint import checkpoint_file, checkpoint_name, load_module
 
     if not ckpt:
         raise ConfigError("no checkpoint given: use ckpt=<path to .ckpt>")
@@ -380,17 +955,31 @@ def run(
         raise ConfigError("no input given: use input=<audio file or folder>")
     if not output:
         raise ConfigError("no output folder given: use output=<folder>")
+    top_k = as_int(top_k, "top_k", 0)
+    min_note = as_number(min_note, "min_note", 0.0)
+    overwrite = as_bool(overwrite, "overwrite")
+    parse_device(device)
     out_root = Path(output)
-    files = find_inputs(Path(input), exclude=out_root)
+    in_path = Path(input)
+    check_exists(in_path, "input")
+    check_writable_dir(out_root, "output")
+    if out_root.resolve() == in_path.resolve():
+        raise ConfigError(f"output {out_root} is the input folder; choose another output folder")
+    if out_root.exists() and in_path.resolve().is_relative_to(out_root.resolve()):
+        raise ConfigError(f"input {in_path} is inside the output folder {out_root}")
+    files = find_inputs(in_path, exclude=out_root)
+    checkpoint_file(ckpt)
     module, _ = load_module(ckpt, map_location="cpu")
     module = to_device(module, device)
-    meta = {"ckpt": str(Path(ckpt).resolve())}
+    meta = {"ckpt": checkpoint_name(ckpt)}
+    if out_root.is_dir():
+        remove_temp_files(out_root)  # a killed run's half-written files
 
     done = skipped = failed = 0
     bar = tqdm(files, desc="mir.predict", unit="file", file=sys.stderr, dynamic_ncols=True)
     for path, name in bar:
         out_dir = out_root / name
-        if not overwrite and (out_dir / DONE).is_file():
+        if not overwrite and is_done(out_dir, path):
             skipped += 1
             continue
         bar.set_postfix_str(name[-40:], refresh=False)
@@ -409,20 +998,15 @@ def run(
 
 
 def to_device(module: Any, device: str) -> Any:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device={device!r} is not a torch device ({exc})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} but CUDA is not available; use device=cpu")
-    return module.to(dev).eval()
+    return module.to(parse_device(device)).eval()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body(args: dict[str, Any], _: list[str]) -> int:
+        from mir.audio import set_strict
+
         args["overwrite"] = as_bool(args["overwrite"], "overwrite")
+        set_strict(as_bool(args.pop("strict"), "strict"))
         done, skipped, failed = run(**args)
         print(
             f"mir.predict: {done} done, {skipped} already finished (skipped), {failed} failed",

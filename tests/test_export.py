@@ -60,5 +60,6 @@ def test_bad_checkpoint_is_one_line(tmp_path, capsys):
     assert main([f"ckpt={tmp_path / 'missing.ckpt'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2
-    assert err[0].startswith(f"error: {bad}: not a readable checkpoint")
+    refused = "not a mir checkpoint, or it contains objects that would run code"
+    assert err[0] == f"error: {bad}: {refused}"
     assert err[1] == f"error: {tmp_path / 'missing.ckpt'}: checkpoint file does not exist"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -263,3 +264,157 @@ def test_cli_rejects_bad_arguments(capsys, tmp_path):
     assert all(line.startswith("error: ") for line in err)
     assert "unknown argument 'inputs'" in err[0]
     assert "does not exist" in err[2]
+
+
+# -- inputs never collide, changed inputs are redone, temp files never count ----------------
+def _tone(path: Path, hz: float, seconds: float = 1.0, sr: int = 22050) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, (0.2 * np.sin(2 * np.pi * hz * t)).astype(np.float32), sr)
+    return path
+
+
+def test_output_names_are_unique_per_input(tmp_path):
+    from mir.predict import find_inputs
+
+    for name in ("a.wav", "a.flac", "a_wav.wav", "b.wav", "B.ogg", "c.wav"):
+        _tone(tmp_path / name, 220)
+    (tmp_path / "c").mkdir()
+    _tone(tmp_path / "c" / "DONE.wav", 330)
+    names = dict((p.relative_to(tmp_path).as_posix(), n) for p, n in find_inputs(tmp_path))
+    assert names["a_wav.wav"] == "a_wav"
+    assert names["c/DONE.wav"] == "c/DONE"
+    for rel in ("a.wav", "a.flac", "b.wav", "B.ogg", "c.wav"):  # shared or nesting: hashed
+        stem, ext = rel.rsplit(".", 1)
+        assert re.fullmatch(rf"{stem}_{ext}-[0-9a-f]{{8}}", names[rel]), names
+    assert len({n.casefold() for n in names.values()}) == len(names)
+
+
+def test_colliding_inputs_are_all_analysed(trained_ckpt, tmp_path):  # noqa: F811
+    from mir.predict import run
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    files = [_tone(src / n, hz) for n, hz in (("a.wav", 220), ("a.flac", 330), ("a_wav.wav", 440))]
+    (src / "a").mkdir()
+    files.append(_tone(src / "a" / "DONE.wav", 550))  # a folder named like a.wav's outputs
+    assert run(str(trained_ckpt), str(src), str(out)) == (4, 0, 0)
+    markers = [json.loads(p.read_text()) for p in out.rglob("DONE") if p.is_file()]
+    assert sorted(m["input"] for m in markers) == sorted(str(f.resolve()) for f in files)
+
+
+def test_changed_input_is_redone_and_temp_files_are_cleared(trained_ckpt, tmp_path):  # noqa: F811
+    import os
+
+    from mir.predict import run
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    a, b = _tone(src / "a.wav", 220), _tone(src / "b.wav", 330)
+    assert run(str(trained_ckpt), str(src), str(out)) == (2, 0, 0)
+    assert run(str(trained_ckpt), str(src), str(out)) == (0, 2, 0)
+    _tone(a, 440, seconds=1.5)  # new content, new size
+    st = b.stat()
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same size, touched
+    # what a run killed mid-write leaves, in this version's and the old naming
+    stale = [out / "a" / ".vocals.wav.k2j_9x0q.tmp", out / "b" / ".vocals.wav.ab3d_fgh.wav"]
+    for p in stale:
+        p.write_bytes(b"half")
+    keep = out / "a" / ".notes.wav"
+    keep.write_bytes(b"user file")
+    assert run(str(trained_ckpt), str(src), str(out)) == (2, 0, 0)
+    assert not any(p.exists() for p in stale)
+    assert keep.exists()
+    assert json.loads((out / "a" / "DONE").read_text())["size"] == a.stat().st_size
+
+
+def test_temp_files_never_look_like_audio(tmp_path):
+    from mir.audio import atomic_write
+
+    seen = []
+
+    def write(tmp: str) -> None:
+        seen.append(Path(tmp).name)
+        Path(tmp).write_bytes(b"x")
+
+    atomic_write(tmp_path / "vocals.wav", write)
+    assert seen[0].startswith(".vocals.wav.")
+    assert seen[0].endswith(".tmp")
+    assert (tmp_path / "vocals.wav").read_bytes() == b"x"
+
+
+def test_streamed_file_equals_the_whole_track_computation(trained_module, tmp_path, monkeypatch):  # noqa: F811
+    """Many small chunks and read blocks (and a resampled stereo input): the stems, f0 and
+    multi-f0 written block by block equal what the whole-track computation gives."""
+    import mir.predict
+    from mir.audio import resample
+    from mir.predict import _fit_length, predict_file, separate_channels
+
+    monkeypatch.setattr(mir.predict, "BLOCK_SECONDS", 0.45)
+
+    module, _ = trained_module
+    sr = 44100
+    rng = np.random.default_rng(3)
+    t = np.arange(int(4.1 * sr)) / sr
+    left = 0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(len(t))
+    right = 0.2 * np.sin(2 * np.pi * 196 * t) + 0.05 * rng.standard_normal(len(t))
+    path = tmp_path / "long.wav"
+    sf.write(path, np.stack([left, right], 1).astype(np.float32), sr)
+    saved = module.chunk_seconds, module.margin_seconds
+    module.chunk_seconds, module.margin_seconds = 0.6, 0.4  # 7 chunks
+    try:
+        predict_file(module, path, tmp_path / "out")
+        fe = module.model.frontend
+        mono = load_audio(path, fe.sr)
+        raw = module.infer(Track(name="long", audio=mono, sr=fe.sr))
+    finally:
+        module.chunk_seconds, module.margin_seconds = saved
+    native = load_audio(path, sr, mono=False)
+    channels = _fit_length(resample(native, sr, fe.sr), len(mono))
+    task = module.tasks["separation"]
+    stems = separate_channels(task, raw["separation"], channels)  # (S, C, N')
+    stems = _fit_length(np.stack([resample(s, fe.sr, sr) for s in stems]), native.shape[1])
+    for i, source in enumerate(task.sources):
+        got, got_sr = sf.read(tmp_path / "out" / f"{source}.wav", dtype="float32")
+        assert got_sr == sr
+        assert got.shape == (native.shape[1], 2)
+        np.testing.assert_allclose(got.T, stems[i], atol=2e-5)
+    track = Track(name="long", audio=mono, sr=fe.sr)
+    _, f0 = module.tasks["melody"].decode(raw["melody"], track)
+    _, f = mir_eval.io.load_time_series(str(tmp_path / "out" / "melody.csv"), delimiter=",")
+    np.testing.assert_allclose(f, f0, atol=1e-4)
+    _, freqs = module.tasks["multif0"].decode(raw["multif0"], track)
+    _, fs = mir_eval.io.load_ragged_time_series(str(tmp_path / "out" / "multif0.csv"))
+    assert len(fs) == len(freqs)
+    for got, want in zip(fs, freqs, strict=True):
+        np.testing.assert_allclose(got, np.sort(want), atol=1e-4)
+
+
+def test_predict_streamed_equals_predict_track(trained_module):  # noqa: F811
+    """`mir.evaluate`'s chunked estimates are `MirModule.predict_track`'s."""
+    from mir.predict import predict_streamed
+
+    module, _ = trained_module
+    sr = module.model.frontend.sr
+    t = np.arange(int(3.7 * sr)) / sr
+    rng = np.random.default_rng(5)
+    audio = (0.3 * np.sin(2 * np.pi * 247 * t) + 0.05 * rng.standard_normal(len(t))).astype(
+        np.float32
+    )
+    track = Track(name="x", audio=audio, sr=sr)
+    saved = module.chunk_seconds, module.margin_seconds
+    module.chunk_seconds, module.margin_seconds = 0.7, 0.4
+    try:
+        want = module.predict_track(track)
+        got = predict_streamed(module, track)
+    finally:
+        module.chunk_seconds, module.margin_seconds = saved
+    assert set(got) == set(want)
+    np.testing.assert_allclose(got["separation"], want["separation"], atol=1e-5)
+    np.testing.assert_array_equal(got["melody"][1], want["melody"][1])
+    np.testing.assert_array_equal(got["melody"][0], want["melody"][0])
+    assert len(got["multif0"][1]) == len(want["multif0"][1])
+    for a, b in zip(got["multif0"][1], want["multif0"][1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(got["drums"], want["drums"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(got["tagging"], want["tagging"], atol=1e-12)

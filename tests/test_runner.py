@@ -388,7 +388,7 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
         load_module(tmp_path / "missing.ckpt")
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")
-    with pytest.raises(ConfigError, match="notes.ckpt: not a readable checkpoint"):
+    with pytest.raises(ConfigError, match="notes.ckpt: not a mir checkpoint, or it contains"):
         load_module(text)
     plain = tmp_path / "plain.ckpt"
     torch.save({"weights": torch.zeros(2)}, plain)

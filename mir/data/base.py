@@ -43,6 +43,19 @@ def check_split(split: str) -> str:
     return split
 
 
+# Environment variable -> the dataset's key under `data.datasets` in conf/data/*.yaml.
+CONFIG_KEYS = {
+    "BACH10_PATH": "bach10",
+    "ENST_DRUMS_PATH": "enst_drums",
+    "MDB_DRUMS_PATH": "mdb_drums",
+    "MEDLEYDB_PATH": "medleydb",
+    "MTAT_PATH": "magnatagatune",
+    "MTG_JAMENDO_PATH": "mtg_jamendo",
+    "MUSDB_PATH": "musdb18",
+    "VOCADITO_PATH": "vocadito",
+}
+
+
 def dataset_root(root: str | os.PathLike[str] | None, env: str, name: str) -> Path:
     """Resolve a dataset root from an argument or an environment variable, and check it exists.
 
@@ -51,7 +64,10 @@ def dataset_root(root: str | os.PathLike[str] | None, env: str, name: str) -> Pa
     """
     value = root if root not in (None, "") else os.environ.get(env)
     if value in (None, ""):
-        raise DatasetError(f"{name}: no dataset path given; set data.root=... or ${env}")
+        key = CONFIG_KEYS.get(env, "<name>")  # the override Hydra accepts
+        raise DatasetError(
+            f"{name}: no dataset path given; set data.datasets.{key}.root=<folder> or ${env}"
+        )
     path = Path(str(value)).expanduser()
     if not path.is_dir():
         raise DatasetError(f"{name}: dataset path {path} does not exist or is not a directory")

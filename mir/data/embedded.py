@@ -47,9 +47,11 @@ import re
 import shutil
 import time
 import unicodedata
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +59,7 @@ from mir.audio import atomic_write, load_audio, resample, write_wav
 from mir.data.base import SPLITS, Dataset, check_split
 from mir.data.singing import CONTROL_HOP, sing
 from mir.data.track import Track
-from mir.errors import DatasetError
+from mir.errors import AudioError, DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -813,29 +815,63 @@ def write_piece(folder: Path, piece: RenderedPiece, sr: int) -> None:
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
     try:
         stored = []
+        sums: dict[str, int] = {}
         for name, x in piece.stems.items():
             if np.any(x):  # silent stems are not stored
                 write_wav(tmp / "stems" / f"{name}.wav", x, sr)
                 stored.append(name)
-        write_wav(tmp / "mix.wav", _mix(piece.stems), sr)
+                sums[f"stems/{name}.wav"] = _checksum(x)
+        mix = _mix(piece.stems)
+        write_wav(tmp / "mix.wav", mix, sr)
+        sums["mix.wav"] = _checksum(mix)
         text = json.dumps(dict(piece.annotations, stems=stored))
         atomic_write(tmp / "annotations.json", lambda t: Path(t).write_text(text))
-        marker = json.dumps({"format": FORMAT_VERSION, "n_samples": piece.annotations["n_samples"]})
+        sums["annotations.json"] = zlib.crc32(text.encode())
+        marker = json.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "n_samples": piece.annotations["n_samples"],
+                "sr": sr,
+                "crc32": sums,
+            }
+        )
         atomic_write(tmp / MARKER, lambda t: Path(t).write_text(marker))
         _publish(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def rendered_samples(folder: Path) -> int | None:
-    """Length in samples of a completely rendered piece in `folder`, else None."""
+def _checksum(x: np.ndarray) -> int:
+    """CRC-32 of float32 samples as stored (32-bit float wav reads back bit-exact; the
+    mono downmix of reading turns -0.0 into 0.0, so zeros are counted unsigned)."""
+    return zlib.crc32((np.ascontiguousarray(x, dtype=np.float32) + np.float32(0)).tobytes())
+
+
+class CorruptPiece(DatasetError):
+    """A rendered piece on disk differs from what its DONE marker records."""
+
+
+def _marker(folder: Path) -> dict[str, Any] | None:
+    """The DONE marker of a complete piece of this format (with lengths, rate and
+    checksums), else None: a piece without one (or of an older marker) is rendered again."""
     try:
         marker = json.loads((folder / MARKER).read_text())
-        if marker["format"] == FORMAT_VERSION:
-            return int(marker["n_samples"])
+        if (
+            marker["format"] == FORMAT_VERSION
+            and isinstance(marker["crc32"], dict)
+            and int(marker["n_samples"]) >= 0
+            and int(marker["sr"]) > 0
+        ):
+            return marker
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return None
+
+
+def rendered_samples(folder: Path) -> int | None:
+    """Length in samples of a completely rendered piece in `folder`, else None."""
+    marker = _marker(folder)
+    return None if marker is None else int(marker["n_samples"])
 
 
 def _publish(tmp: Path, folder: Path) -> None:
@@ -854,18 +890,58 @@ def _publish(tmp: Path, folder: Path) -> None:
 
 
 def read_piece(folder: Path, track_id: str, sr: int, split: str) -> Track:
-    """Load a rendered piece as a `Track` (silent stems are not stored on disk)."""
+    """Load a rendered piece as a `Track` (silent stems are not stored on disk).
+
+    Every file is checked against the DONE marker before use: the sample rate, the length
+    in samples and a CRC-32 of the samples (of the text for ``annotations.json``).
+
+    Raises:
+        CorruptPiece: a file is missing, cut short, resampled or altered since the render.
+    """
+    marker = _marker(folder)
+    if marker is None:
+        raise CorruptPiece(f"embedded piece {track_id}: {folder / MARKER} is missing or invalid")
+    if int(marker["sr"]) != sr:
+        raise CorruptPiece(
+            f"embedded piece {track_id}: rendered at {marker['sr']} Hz, read at {sr} Hz"
+        )
+    sums = marker["crc32"]
+    n = int(marker["n_samples"])
     try:
-        ann = json.loads((folder / "annotations.json").read_text())
+        text = (folder / "annotations.json").read_bytes()
+        if zlib.crc32(text) != sums.get("annotations.json"):
+            raise CorruptPiece(
+                f"embedded piece {track_id}: {folder / 'annotations.json'} differs from the "
+                "render (checksum)"
+            )
+        ann = json.loads(text)
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"{folder}: cannot read annotations ({exc})") from None
-    n = int(ann["n_samples"])
-    audio = load_audio(folder / "mix.wav", sr, expect_sr=sr)
+        raise CorruptPiece(f"{folder}: cannot read annotations ({exc})") from None
+    if int(ann["n_samples"]) != n:
+        raise CorruptPiece(
+            f"embedded piece {track_id}: annotations say {ann['n_samples']} samples, the render {n}"
+        )
+
+    def audio_file(rel: str) -> np.ndarray:
+        path = folder / rel
+        try:
+            x = load_audio(path, sr, expect_sr=sr, strict=True)
+        except AudioError as exc:
+            raise CorruptPiece(f"embedded piece {track_id}: {exc}") from None
+        if len(x) != n:
+            raise CorruptPiece(
+                f"embedded piece {track_id}: {path} has {len(x)} samples, the render had {n}"
+            )
+        if _checksum(x) != sums.get(rel):
+            raise CorruptPiece(
+                f"embedded piece {track_id}: {path} differs from the render (checksum)"
+            )
+        return x
+
+    audio = audio_file("mix.wav")
     stored = set(ann["stems"])
     stems = {
-        name: load_audio(folder / "stems" / f"{name}.wav", sr, expect_sr=sr)
-        if name in stored
-        else np.zeros(n, np.float32)
+        name: audio_file(f"stems/{name}.wav") if name in stored else np.zeros(n, np.float32)
         for name in STEMS
     }
     stems["vocals"] = stems["soprano"]
@@ -1044,4 +1120,11 @@ class EmbeddedDataset(Dataset):
         if rendered_samples(folder) is None:  # removed since prepare(): render it again
             self._splits = None
             splits = self._ensure()
-        return read_piece(folder, track_id, self.sr, splits[track_id])
+        try:
+            return read_piece(folder, track_id, self.sr, splits[track_id])
+        except CorruptPiece as exc:  # render it again, once; a second failure is raised
+            log.warning("%s; rendering it again", exc)
+            (folder / MARKER).unlink(missing_ok=True)
+            self._splits = None
+            splits = self._ensure()
+            return read_piece(folder, track_id, self.sr, splits[track_id])
