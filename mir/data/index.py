@@ -80,6 +80,7 @@ class IndexEntry:
         annotations: the track with its annotations and no audio (``audio`` empty,
             ``stems`` None).
         files: (path, size, mtime_ns) of each file the entry was built from.
+        lengths: frames of each audio file, as indexed.
     """
 
     name: str
@@ -94,6 +95,7 @@ class IndexEntry:
     lends: dict[str, bool]
     annotations: Track
     files: tuple[tuple[str, int, int], ...] = ()
+    lengths: dict[str, int] = field(default_factory=dict)
     _probe: Track | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -158,7 +160,7 @@ def read_window(entry: IndexEntry, signal: str, start: int, n: int) -> np.ndarra
         n_in = int(np.ceil((a + m + margin * step_out) * fsr / sr)) + 1
     total: np.ndarray | None = None
     for path, gain in recipe:
-        x = _read_span(path, fsr, in0, n_in)
+        x = _read_span(path, fsr, in0, n_in, entry.lengths.get(path))
         x = x if gain == 1.0 else x * np.float32(gain)
         total = x if total is None else total + x
     assert total is not None
@@ -177,7 +179,9 @@ def read_window(entry: IndexEntry, signal: str, start: int, n: int) -> np.ndarra
     return out
 
 
-def _read_span(path: str, file_sr: int, start: int, n: int) -> np.ndarray:
+def _read_span(
+    path: str, file_sr: int, start: int, n: int, indexed: int | None = None
+) -> np.ndarray:
     """(C, n) float32 frames ``[start, start + n)`` of a file at its own rate, zero-padded
     past its end.
 
@@ -192,6 +196,11 @@ def _read_span(path: str, file_sr: int, start: int, n: int) -> np.ndarray:
                     " changed (the index is rebuilt at the next start)"
                 )
             frames = int(f.frames)
+            if indexed is not None and frames < min(indexed, start + n):
+                raise DatasetError(
+                    f"{path}: {frames} frames, indexed with {indexed}: the file was cut short"
+                    " or changed (the index is rebuilt at the next start)"
+                )
             if start < frames:
                 f.seek(start)
                 x = f.read(min(n, frames - start), dtype="float32", always_2d=True)
@@ -313,6 +322,7 @@ def _scan_track(ds: Dataset, dname: str, tid: str, recipes: dict[str, Recipe]) -
         lends=lends,
         annotations=ann,
         files=tuple(_stat(p) for p in infos),
+        lengths={p: int(i.frames) for p, i in infos.items()},
     )
 
 
@@ -321,12 +331,14 @@ def _decode_track(ds: Dataset, dname: str, tid: str, folder: Path) -> IndexEntry
     track = ds.load(tid)
     folder.mkdir(parents=True, exist_ok=True)
     signals: dict[str, Recipe] = {}
+    lengths: dict[str, int] = {}
     arrays = {MIXTURE: track.audio, **(track.stems or {})}
     for k, (name, x) in enumerate(arrays.items()):
         path = folder / f"{k:02d}.wav"
         data = np.asarray(x, np.float32)
         atomic_write(path, lambda tmp, d=data: sf.write(tmp, d, ds.sr, "FLOAT", format="WAV"))
         signals[name] = ((str(path), 1.0),)
+        lengths[str(path)] = len(data)
     lends = {k: bool(np.any(v)) for k, v in (track.stems or {}).items()}
     sources = [str(v) for v in track.meta.values() if isinstance(v, str) and os.path.isfile(v)]
     for v in track.meta.values():
@@ -357,6 +369,7 @@ def _decode_track(ds: Dataset, dname: str, tid: str, folder: Path) -> IndexEntry
         lends=lends,
         annotations=ann,
         files=tuple(_stat(p) for p in sorted(set(sources))),
+        lengths=lengths,
     )
 
 
