@@ -128,7 +128,8 @@ def test_index_is_cached_and_rebuilt_when_a_file_changes(fixtures_dir, tmp_path,
     again = {e.track_id: e for e in build_index(ds, "musdb18", "train")}
     assert again[MUSDB_TRACK].n_samples == 2 * 22050
     assert again["B - Two"].n_samples == n0
-    assert scanned and all(MUSDB_TRACK in p for p in scanned)
+    assert scanned
+    assert all(MUSDB_TRACK in p for p in scanned)
 
 
 def test_unreadable_file_in_the_scan_is_named_or_skipped(fixtures_dir, tmp_path, caplog):
@@ -141,7 +142,8 @@ def test_unreadable_file_in_the_scan_is_named_or_skipped(fixtures_dir, tmp_path,
     with caplog.at_level(logging.WARNING):
         entries = build_index(ds, "musdb18", "train", skip_bad=True)
     assert [e.track_id for e in entries] == [MUSDB_TRACK]
-    assert "skipped 1 unreadable tracks" in caplog.text and "vocals.wav" in caplog.text
+    assert "skipped 1 unreadable tracks" in caplog.text
+    assert "vocals.wav" in caplog.text
 
 
 def test_file_truncated_after_indexing_is_an_error_not_zeros(fixtures_dir, tmp_path):
@@ -149,7 +151,8 @@ def test_file_truncated_after_indexing_is_an_error_not_zeros(fixtures_dir, tmp_p
     ds = MUSDB18(root, sr=44100, is_wav=True, validation_tracks=[])
     (entry,) = build_index(ds, "musdb18", "train")
     full = read_window(entry, "vocals", 44100, 44100)
-    assert full is not None and np.any(full)
+    assert full is not None
+    assert np.any(full)
     vocals = root / "train" / MUSDB_TRACK / "vocals.wav"
     data = vocals.read_bytes()
     vocals.write_bytes(data[: len(data) // 4])  # a copy cut short: header intact
@@ -250,7 +253,8 @@ def test_ddp_ranks_read_disjoint_shares_of_the_one_rank_stream(fixtures_dir, tmp
     mp.spawn(_ddp_rank, args=(2, port, str(root), str(out)), nprocs=2, join=True)
     parts = [p.split("|") for p in out.read_text().split("\n")]
     a, b = set(parts[0]), set(parts[1])
-    assert len(parts[0]) == len(parts[1]) == 12 and not a & b
+    assert len(parts[0]) == len(parts[1]) == 12
+    assert not a & b
 
     from mir.data.datamodule import MirDataModule
     from mir.frontend import HarmonicCQT
@@ -266,7 +270,8 @@ def test_ddp_ranks_read_disjoint_shares_of_the_one_rank_stream(fixtures_dir, tmp
     dm.setup("fit")
     assert dm._train is not None
     one_rank = _stream(dm._train, 0)
-    assert a | b == set(one_rank) and len(set(one_rank)) == 24
+    assert a | b == set(one_rank)
+    assert len(set(one_rank)) == 24
 
 
 def test_split_all_and_ids_select_tracks(compose, fixtures_dir, tmp_path):
@@ -279,14 +284,17 @@ def test_split_all_and_ids_select_tracks(compose, fixtures_dir, tmp_path):
     dm.ids = {"01-AchGottundHerr"}
     assert dm.track_ids("test") == [("bach10", "01-AchGottundHerr")]
     loader = dm.test_dataloader()
-    assert len(loader.dataset) == 1 and not dm._tracks  # nothing loaded before iterating
+    assert len(loader.dataset) == 1
+    assert not dm._tracks
     (track,) = next(iter(loader))
-    assert track.name == "bach10/01-AchGottundHerr" and len(track.audio) > 0
+    assert track.name == "bach10/01-AchGottundHerr"
+    assert len(track.audio) > 0
 
 
 def test_workers_default_to_none_on_cpu():
     from mir.data.datamodule import MirDataModule
 
     dm = MirDataModule({"x": object()})  # type: ignore[dict-item]
-    assert dm._workers() == 0 and not dm._on_gpu()
+    assert dm._workers() == 0
+    assert not dm._on_gpu()
     assert torch.cuda.is_available() or dm.num_workers is None

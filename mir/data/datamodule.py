@@ -365,7 +365,7 @@ class MirDataModule(pl.LightningDataModule):
         skip_bad: bool = False,
     ) -> None:
         super().__init__()
-        if not datasets:
+        if not datasets and type(self) is MirDataModule:
             raise DatasetError("no dataset configured (data.datasets is empty)")
         self.datasets = dict(datasets)
         self.crop_seconds = float(crop_seconds)
