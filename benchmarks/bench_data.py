@@ -131,6 +131,14 @@ def child(args: argparse.Namespace) -> None:
             batch = next(it)
         n += batch["audio"].shape[0]
     rate = n / (time.time() - t2)
+    worker_hwm = 0.0
+    for w in getattr(it, "_workers", []):  # peak RSS of each worker process
+        try:
+            status = Path(f"/proc/{w.pid}/status").read_text()
+            kb = next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM"))
+            worker_hwm = max(worker_hwm, float(kb) / 1024)
+        except (OSError, StopIteration):
+            pass
     del it
     out = {
         "import_s": round(t_import, 2),
@@ -141,8 +149,8 @@ def child(args: argparse.Namespace) -> None:
         "excerpts_per_s": round(rate, 1),
         "excerpt_s": round(float(batch["audio"].shape[-1]) / module.model.frontend.sr, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_rss_workers_mb": round(
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+        "peak_rss_worker_mb": round(
+            max(worker_hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024), 1
         ),
     }
     print("RESULT " + json.dumps(out), flush=True)

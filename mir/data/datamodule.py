@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -31,7 +32,7 @@ class TrackSource:
     """
 
     def __init__(self, tracks: Sequence[Track] | Sequence[IndexEntry]) -> None:
-        self.items = list(tracks)
+        self.items: list[Track | IndexEntry] = list(tracks)
         self.lazy = bool(self.items) and isinstance(self.items[0], IndexEntry)
 
     def __len__(self) -> int:
@@ -178,7 +179,7 @@ class CropDataset(TorchDataset):
         return self.length
 
     @property
-    def tracks(self) -> list[Track] | list[IndexEntry]:
+    def tracks(self) -> list[Track | IndexEntry]:
         """The training tracks: in memory, or index entries (both have ``name``)."""
         return self.src.items
 
@@ -513,18 +514,18 @@ class MirDataModule(pl.LightningDataModule):
             worker_init_fn=_limit_threads,
         )
 
-    def _eval_loader(self, split: str) -> DataLoader:
+    def _eval_loader(self, split: str) -> DataLoader | list:
         ids = self.track_ids(split)
         if not ids:
             raise DatasetError(f"{split} split is empty")
         if split in self._tracks:  # already in memory (e.g. read by a test)
-            data: TorchDataset | list[Track] = self._tracks[split]
+            data: Any = self._tracks[split]
         else:
             data = StreamedTracks(self, ids)
         return DataLoader(data, batch_size=1, shuffle=False, collate_fn=collate_tracks)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
         return self._eval_loader("validation")
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | list:
         return self._eval_loader("test")

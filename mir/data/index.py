@@ -424,12 +424,12 @@ def build_index(
             entries.append(prev)
             continue
         try:
-            recipes = ds.signals(tid)
-            if recipes is None:
+            given = ds.signals(tid)
+            if given is None:
                 folder = decoded / hashlib.sha256(tid.encode()).hexdigest()[:20]
                 entries.append(_decode_track(ds, dname, tid, folder))
             else:
-                recipes = {k: tuple((str(p), float(g)) for p, g in r) for k, r in recipes.items()}
+                recipes = {k: tuple((str(p), float(g)) for p, g in r) for k, r in given.items()}
                 entries.append(_scan_track(ds, dname, tid, recipes))
         except MirError as exc:
             if not skip_bad:

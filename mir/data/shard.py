@@ -75,7 +75,8 @@ def encode_track(track: Track, index: int) -> dict[str, Any]:
     audio = io.BytesIO()
     np.save(audio, np.asarray(track.audio, np.float32), allow_pickle=False)
     stems = io.BytesIO()
-    np.savez(stems, **{k: np.asarray(v, np.float32) for k, v in (track.stems or {}).items()})
+    arrays: dict[str, Any] = {k: np.asarray(v, np.float32) for k, v in (track.stems or {}).items()}
+    np.savez(stems, **arrays)
     return {
         "__key__": f"{index:08d}",
         "track.json": json.dumps(ann).encode(),
