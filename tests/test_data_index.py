@@ -298,3 +298,40 @@ def test_workers_default_to_none_on_cpu():
     assert dm._workers() == 0
     assert not dm._on_gpu()
     assert torch.cuda.is_available() or dm.num_workers is None
+
+
+def test_mp3_tracks_are_decoded_once_and_read_by_window(tmp_path, monkeypatch):
+    from mir.data.magnatagatune import MagnaTagATune
+    from mir.frontend import HarmonicCQT
+    from mir.tasks.tagging import TaggingTask
+
+    root = tmp_path / "mtat"
+    rows = ["clip_id\trock\tpiano\tmp3_path"]
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        rel = f"{i}/clip-{i}.mp3"
+        (root / "mp3" / str(i)).mkdir(parents=True)
+        x = (0.1 * rng.standard_normal(16000 * (3 + i))).astype(np.float32)
+        sf.write(root / "mp3" / rel, x, 16000, format="MP3")
+        rows.append(f"{i}\t1\t{i % 2}\t{rel}")
+    (root / "annotations_final.csv").write_text("\n".join(rows) + "\n")
+    ds = MagnaTagATune(root, sr=22050, tags=["rock", "piano"])
+    entries = build_index(ds, "mtat", "train")
+    assert len(entries) == 3
+    decoded = [p for e in entries for r in e.signals.values() for p, _ in r]
+    assert all(p.endswith(".wav") and str(tmp_path / "cache" / "decoded") in p for p in decoded)
+
+    fe = HarmonicCQT(n_octaves=2, bins_per_octave=12, harmonics=(1,))
+    task = TaggingTask(tags=["rock", "piano"])
+    task.bind(fe)
+    frames = fe.n_frames(fe.sr)
+    tracks = [ds.load(t) for t in ds.track_ids("train")]
+    for t in tracks:
+        t.name = f"mtat/{t.name}"
+    lazy = CropDataset(entries, {"tagging": task}, frames, fe.hop, 6, seed=2)
+    memory = CropDataset(tracks, {"tagging": task}, frames, fe.hop, 6, seed=2)
+    _assert_same_items(lazy, memory, atol=0.0)
+
+    # the cached index is used without decoding again
+    monkeypatch.setattr(MagnaTagATune, "load", lambda *a: pytest.fail("decoded twice"))
+    assert [e.name for e in build_index(ds, "mtat", "train")] == [e.name for e in entries]

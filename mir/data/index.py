@@ -164,7 +164,7 @@ def read_window(entry: IndexEntry, signal: str, start: int, n: int) -> np.ndarra
         x = x if gain == 1.0 else x * np.float32(gain)
         total = x if total is None else total + x
     assert total is not None
-    mono = total.mean(axis=0) if total.shape[0] > 1 else total[0]
+    mono = total.mean(axis=1) if total.shape[1] > 1 else total[:, 0]
     if fsr != sr:
         full = (2 * entry.file_frames * sr + fsr) // (2 * fsr)  # soxr's length of the file
         y = resample(np.ascontiguousarray(mono), fsr, sr)
@@ -182,7 +182,7 @@ def read_window(entry: IndexEntry, signal: str, start: int, n: int) -> np.ndarra
 def _read_span(
     path: str, file_sr: int, start: int, n: int, indexed: int | None = None
 ) -> np.ndarray:
-    """(C, n) float32 frames ``[start, start + n)`` of a file at its own rate, zero-padded
+    """(n, C) float32 frames ``[start, start + n)`` of a file at its own rate, zero-padded
     past its end.
 
     Raises:
@@ -201,20 +201,18 @@ def _read_span(
                     f"{path}: {frames} frames, indexed with {indexed}: the file was cut short"
                     " or changed (the index is rebuilt at the next start)"
                 )
-            if start < frames:
+            out = np.zeros((n, f.channels), np.float32)
+            k = min(n, max(0, frames - start))
+            got = 0
+            if k:
                 f.seek(start)
-                x = f.read(min(n, frames - start), dtype="float32", always_2d=True)
-            else:
-                x = np.zeros((0, f.channels), np.float32)
-            channels = int(f.channels)
+                got = len(f.read(k, dtype="float32", always_2d=True, out=out[:k]))
     except MirError:
         raise
     except Exception as exc:  # libsndfile raises several types for corrupt files
         raise DatasetError(f"{path}: cannot read audio ({exc})") from None
-    if len(x) < min(n, max(0, frames - start)):
-        raise DatasetError(f"{path}: truncated: {len(x)} frames read at {start}")
-    out = np.zeros((channels, n), np.float32)
-    out[:, : len(x)] = x.T
+    if got < k:
+        raise DatasetError(f"{path}: truncated: {got} frames read at {start}, expected {k}")
     return out
 
 
