@@ -385,6 +385,7 @@ class MirDataModule(pl.LightningDataModule):
         self.lazy = bool(lazy)
         self.skip_bad = bool(skip_bad)
         self._sampler: EpochSampler | None = None
+        self._index: dict[str, list[IndexEntry]] = {}
         self.tasks: dict[str, Task] = {}
         self._tracks: dict[str, list[Track]] = {}
         self._train: CropDataset | None = None
@@ -437,6 +438,8 @@ class MirDataModule(pl.LightningDataModule):
 
     def index(self, split: str) -> list[IndexEntry]:
         """The track index of `split` across datasets (built once, cached on disk)."""
+        if split in self._index:
+            return self._index[split]
         by_ds: dict[str, list[str]] = {}
         for dname, tid in self.track_ids(split):
             by_ds.setdefault(dname, []).append(tid)
@@ -444,6 +447,7 @@ class MirDataModule(pl.LightningDataModule):
         for dname, ids in by_ds.items():
             out += build_index(self.datasets[dname], dname, split, ids, self.skip_bad)
         log.info("%s: %d tracks, %.2f h", split, len(out), sum(e.duration for e in out) / 3600)
+        self._index[split] = out
         return out
 
     @property
@@ -460,6 +464,12 @@ class MirDataModule(pl.LightningDataModule):
         if crop > self.crop_seconds:
             log.info("training excerpts lengthened to %.2f s (a task's minimum)", crop)
         return fe.hop, fe.n_frames(int(round(crop * fe.sr)))
+
+    def prepare_data(self) -> None:
+        """Build (or check) the training index once, on the first process of the node
+        (Lightning calls this before `setup` on every rank reads the cached index)."""
+        if self.lazy:
+            self.index("train")
 
     def setup(self, stage: str | None = None) -> None:
         if not self.tasks:

@@ -258,6 +258,9 @@ class ShardDataModule(MirDataModule):
         self.split_urls = {"train": urls, "validation": val_urls, "test": test_urls}
         self.shuffle_buffer = int(shuffle_buffer)
 
+    def prepare_data(self) -> None:
+        """Nothing to index: shards are streamed as they are."""
+
     def setup(self, stage: str | None = None) -> None:
         if not self.tasks:
             raise RuntimeError("ShardDataModule.bind(tasks) must be called before setup")
