@@ -86,3 +86,21 @@ def test_workers_read_disjoint_shards(shards):
     serial, parallel = keys(0), keys(2)
     assert len(parallel) == len(serial) == len(set(serial))
     assert set(parallel) == set(serial)
+
+
+def test_shards_config_builds_a_streaming_datamodule(compose, shards, tmp_path):
+    from hydra.utils import instantiate
+
+    from mir.data.shard import ShardDataModule
+
+    url = str(shards / "vocadito" / "train-000000.tar")
+    cfg = compose(["data=shards", f"data.urls={url}", "task=melody"], tmp_path)
+    module = instantiate(cfg.model)
+    dm = instantiate(cfg.data)
+    assert isinstance(dm, ShardDataModule)
+    dm.bind(module.tasks)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["audio"].shape[0] == cfg.data.batch_size
+    assert batch["mask"]["melody"].all()  # vocadito's f0 is the melody
+    assert dm.val_dataloader() == []
