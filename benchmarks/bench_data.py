@@ -207,7 +207,7 @@ def main() -> None:
     ap.add_argument("--t0", default="0")
     ap.add_argument("--batches", type=int, default=40, help="batches timed per run")
     ap.add_argument("--hours", type=float, default=0.5, help="small size; the large is 10x")
-    ap.add_argument("--corpora", default="musdb,mtat", help="musdb and/or mtat")
+    ap.add_argument("--corpora", default="musdb,mtat", help="musdb, musdb_decoded, mtat")
     ap.add_argument("--before", default=None, help="another checkout, run in memory (small)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_data.json"))
     args = ap.parse_args()
@@ -223,11 +223,13 @@ def main() -> None:
         for corpus in args.corpora.split(","):
             for hours in (args.hours, 10 * args.hours):
                 root = tmp / f"{corpus}-{hours:g}h"
-                if corpus == "musdb":
+                if corpus.startswith("musdb"):
                     n = make_musdb(root, hours)
                     over = [*base, "task=separation", "data=musdb18",
                             f"data.datasets.musdb18.root={root}",
                             "data.datasets.musdb18.validation_tracks=[]"]  # fmt: skip
+                    if corpus == "musdb_decoded":  # data.decode=true: mono cache at 22 kHz
+                        over.append("data.decode=true")
                 else:
                     n = make_mtat(root, hours)
                     over = [*base, "task=tagging", "data=magnatagatune",
@@ -243,7 +245,7 @@ def main() -> None:
                     row[f"workers{w}"] = r
                 results["runs"].append(row)
                 print(json.dumps(row), flush=True)
-                if args.before and hours == args.hours:
+                if args.before and hours == args.hours and corpus != "musdb_decoded":
                     before = Path(args.before).resolve()
                     brow: dict = {"corpus": corpus, "hours": hours, "tracks": n, "code": "before"}
                     for w in (0, 2):

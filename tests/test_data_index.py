@@ -335,3 +335,12 @@ def test_mp3_tracks_are_decoded_once_and_read_by_window(tmp_path, monkeypatch):
     # the cached index is used without decoding again
     monkeypatch.setattr(MagnaTagATune, "load", lambda *a: pytest.fail("decoded twice"))
     assert [e.name for e in build_index(ds, "mtat", "train")] == [e.name for e in entries]
+
+
+def test_decode_option_caches_resampled_stems_exactly(compose, fixtures_dir, tmp_path):
+    dm = _datamodule(compose, tmp_path, _fixture_overrides(fixtures_dir, tmp_path)["musdb18"])
+    dm.decode = True
+    (entry,) = dm.index("train")
+    assert entry.file_sr == dm.datasets["musdb18"].sr  # read at the front end's rate
+    assert all(len(r) == 1 for r in entry.signals.values())  # one cached file per signal
+    _assert_same_items(_crops(dm, dm.index("train")), _crops(dm, dm.tracks("train")), atol=0.0)

@@ -332,6 +332,9 @@ class MirDataModule(pl.LightningDataModule):
             (`mir.data.index`); False holds the training tracks in memory.
         skip_bad: leave tracks whose files cannot be read out of the index, with one
             warning listing them, instead of stopping with an error naming the file.
+        decode: decode every track once into ``$MIR_CACHE/decoded`` (mono float wav at the
+            front end's rate), even datasets whose wav/flac files can be read directly:
+            faster excerpts (no resampling, no summing of stems) for more disk.
 
     Training excerpts are read window by window from disk, so memory and start-up do not
     grow with the corpus; validation and test read one whole track at a time. Under DDP
@@ -364,6 +367,7 @@ class MirDataModule(pl.LightningDataModule):
         ids: Sequence[str] | None = None,
         lazy: bool = True,
         skip_bad: bool = False,
+        decode: bool = False,
     ) -> None:
         super().__init__()
         if not datasets and type(self) is MirDataModule:
@@ -384,6 +388,7 @@ class MirDataModule(pl.LightningDataModule):
         self.ids = None if ids is None else {str(i) for i in ids}
         self.lazy = bool(lazy)
         self.skip_bad = bool(skip_bad)
+        self.decode = bool(decode)
         self._sampler: EpochSampler | None = None
         self._index: dict[str, list[IndexEntry]] = {}
         self.tasks: dict[str, Task] = {}
@@ -445,7 +450,8 @@ class MirDataModule(pl.LightningDataModule):
             by_ds.setdefault(dname, []).append(tid)
         out: list[IndexEntry] = []
         for dname, ids in by_ds.items():
-            out += build_index(self.datasets[dname], dname, split, ids, self.skip_bad)
+            ds = self.datasets[dname]
+            out += build_index(ds, dname, split, ids, self.skip_bad, decode=self.decode)
         log.info("%s: %d tracks, %.2f h", split, len(out), sum(e.duration for e in out) / 3600)
         self._index[split] = out
         return out
