@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from mir.data.track import Track
 from mir.frontend import HarmonicCQT
 from mir.inference import infer_track
 from mir.models.model import MultiTaskModel
-from mir.tasks.base import Task
+from mir.tasks.base import Task, mean_scores
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ class MirModule(pl.LightningModule):
 
     Under DDP each rank runs full-track inference on its share of the validation/test
     tracks; the outputs are gathered so that every rank tunes and scores the whole set
-    (identical values on every rank).
+    (identical values on every rank). Validation and test read one track at a time and
+    keep only what the summary needs (see `_eval_step`).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class MirModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.chunk_seconds = float(chunk_seconds)
         self.margin_seconds = float(margin_seconds)
+        # per stage: (track without audio, task -> (kind, scores/estimate/raw, labelled))
         self._eval: dict[str, list[tuple[Track, dict[str, Any]]]] = {}
         self.results: dict[str, dict[str, dict[str, float]]] = {}
         # The resolved run config (plain dict), stored in checkpoints so that
@@ -129,19 +132,28 @@ class MirModule(pl.LightningModule):
         return {name: task.decode(outputs[name], track) for name, task in self.tasks.items()}
 
     def _eval_step(self, stage: str, batch: list[Track]) -> None:
-        # Tasks that tune decoding on validation keep raw outputs (float16) until the
-        # epoch ends; the others are decoded at once.
+        # Only what the epoch's summary needs is kept, so memory does not grow with the
+        # split's audio: per-track scores of tasks whose summary is a mean over tracks;
+        # decoded estimates of the others (tagging's set-level AUCs); the raw outputs
+        # (float16) of tasks that tune their decoding on validation; and the track
+        # without its audio or stems.
         for track in batch:
             outputs = self.infer(track)
             if not self._eval.get(stage):
                 self.examples[stage] = (track, {k: np.asarray(v) for k, v in outputs.items()})
-            item: dict[str, Any] = {}
+            item: dict[str, tuple[str, Any, bool]] = {}
             for name, task in self.tasks.items():
+                labelled = task.has_labels(track)
                 if stage == "val" and task.tunes:
-                    item[name] = outputs[name].astype(np.float16)
+                    item[name] = ("raw", outputs[name].astype(np.float16), labelled)
+                    continue
+                est = task.decode(outputs[name], track)
+                if type(task).evaluate is Task.evaluate:  # the mean of per-track scores
+                    scores = task.evaluate([track], [est])[0]
+                    item[name] = ("scores", scores[0] if scores else None, labelled)
                 else:
-                    item[name] = task.decode(outputs[name], track)
-            self._eval.setdefault(stage, []).append((track, item))
+                    item[name] = ("estimate", est, labelled)
+            self._eval.setdefault(stage, []).append((_without_audio(track), item))
 
     def validation_step(self, batch: list[Track], batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -154,34 +166,23 @@ class MirModule(pl.LightningModule):
     ) -> list[tuple[Track, dict[str, Any]]]:
         """Every rank's (track, item) pairs under DDP, deduplicated and in dataset order.
 
-        Only track names and the (decoded or raw) outputs travel; each rank holds the same
-        evaluation tracks, read from the stage's dataloader. A `DistributedSampler` pads
-        the last ranks with repeated tracks; those are dropped here.
+        A `DistributedSampler` (no shuffling) gives rank r the tracks r, r + W, r + 2W...
+        of the W ranks, padding the last ranks with repeated tracks: the lists are
+        interleaved back and the repeats dropped.
         """
         dist = torch.distributed
         if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return items
-        payload = [(t.name, item) for t, item in items]
+        payload = [(len(t.audio), replace(t, audio=np.zeros(0, np.float32)), i) for t, i in items]
         gathered: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, payload)
-        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
-        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-        known = {t.name: t for t, _ in items}
-        order: list[str] = []
-        for t in getattr(loader, "dataset", []):
-            if isinstance(t, Track):
-                known.setdefault(t.name, t)
-                order.append(t.name)
-        rank_of = {n: i for i, n in enumerate(order)}
-        merged: dict[str, dict[str, Any]] = {}
-        for part in gathered:
-            for name, item in part:
-                merged.setdefault(name, item)
-        missing = [n for n in merged if n not in known]
-        if missing:
-            raise RuntimeError(f"tracks {missing[:3]} of another rank are not in this rank's data")
-        names = sorted(merged, key=lambda n: rank_of.get(n, len(order)))
-        return [(known[n], merged[n]) for n in names]
+        merged: dict[str, tuple[Track, dict[str, Any]]] = {}
+        for pos in range(max(len(part) for part in gathered)):
+            for part in gathered:
+                if pos < len(part):
+                    n, track, item = part[pos]
+                    merged.setdefault(track.name, (_without_audio(track, n), item))
+        return list(merged.values())
 
     def _eval_end(self, stage: str) -> None:
         items = self._gather(stage, self._eval.pop(stage, []))
@@ -191,13 +192,19 @@ class MirModule(pl.LightningModule):
         self.results[stage] = {}
         self.per_track[stage] = {}
         for name, task in self.tasks.items():
-            estimates = [e[name] for _, e in items]
-            if stage == "val" and task.tunes:
-                raw = [np.asarray(o, dtype=np.float32) for o in estimates]
+            kind = items[0][1][name][0]
+            payloads = [e[name][1] for _, e in items]
+            labelled = [t.name for t, e in items if e[name][2]]
+            if kind == "raw":
+                raw = [np.asarray(o, dtype=np.float32) for o in payloads]
                 task.tune(tracks, raw)
                 estimates = [task.decode(o, t) for o, t in zip(raw, tracks, strict=True)]
-            per_track, summary = task.evaluate(tracks, estimates)
-            labelled = [t.name for t in tracks if task.has_labels(t)]
+                per_track, summary = task.evaluate(tracks, estimates)
+            elif kind == "scores":
+                per_track = [p for p in payloads if p is not None]
+                summary = mean_scores(per_track)
+            else:
+                per_track, summary = task.evaluate(tracks, payloads)
             self.per_track[stage][name] = [
                 {"track": n, **s} for n, s in zip(labelled, per_track, strict=False)
             ]
@@ -218,3 +225,11 @@ class MirModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._eval_end("test")
+
+
+def _without_audio(track: Track, n_samples: int | None = None) -> Track:
+    """`track` with its audio replaced by a zero-stride view of `n_samples` zeros (length
+    kept for decoding, no memory) and no stems: what scoring a set of estimates reads."""
+    n = len(track.audio) if n_samples is None else int(n_samples)
+    silent = np.broadcast_to(np.zeros(1, np.float32), (n,))
+    return replace(track, audio=silent, stems=None)

@@ -229,6 +229,27 @@ def test_damaged_render_cache_is_rendered_again(one_piece, damage, caplog):
         np.testing.assert_array_equal(again.stems[name], x)
 
 
+def test_damaged_piece_is_checked_when_the_index_rebuilds_its_entry(
+    one_piece, tmp_path, monkeypatch, caplog
+):
+    """Training reads windows through the track index, not `load`: a piece damaged after the
+    index was built is checked (and rendered again) when the index sees its files change."""
+    from mir.data.index import build_index, read_window
+
+    monkeypatch.setenv("MIR_CACHE", str(tmp_path))
+    ds, tid, good = one_piece
+    split = ds._ensure()[tid]
+    build_index(ds, "embedded", split)
+    folder = ds.cache_dir / tid
+    noise = 0.1 * np.random.default_rng(1).standard_normal(len(good.audio))
+    write_wav(folder / "mix.wav", noise, ds.sr)  # same length and header, other content
+    with caplog.at_level("WARNING", logger="mir.data.embedded"):
+        (entry,) = build_index(ds, "embedded", split)
+    assert any("rendering it again" in r.getMessage() for r in caplog.records)
+    window = read_window(entry, "mixture", 0, entry.n_samples)
+    np.testing.assert_array_equal(window, good.audio)
+
+
 def test_damaged_piece_is_refused_naming_it(one_piece):
     from mir.data.embedded import CorruptPiece, read_piece
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from mir.data.track import Track
 from mir.errors import DatasetError
 
 SPLITS = ("train", "validation", "test")
+ALL = "all"
+"""Pseudo-split: every track of the three splits."""
 
 
 class Dataset(ABC):
@@ -33,13 +38,42 @@ class Dataset(ABC):
     def load(self, track_id: str) -> Track:
         """Read one track with all the annotations the dataset has."""
 
+    def split_ids(self, split: str) -> list[str]:
+        """`track_ids`, or with ``split="all"`` the sorted ids of every split."""
+        if split == ALL:
+            return sorted({t for s in SPLITS for t in self.track_ids(s)})
+        return self.track_ids(split)
+
+    def signals(self, track_id: str) -> Mapping[str, Sequence[tuple[Path, float]]] | None:
+        """Where the track's audio lives, for windowed reads (`mir.data.index`).
+
+        Returns:
+            ``mixture`` and each stem -> a sum of (audio file, gain) terms, averaged over
+            channels and resampled to `sr` as `load` does (an empty sum is a stem known to
+            be silent); or None (the default) when the audio is not plain files that
+            libsndfile can seek in (mp3, ``.stem.mp4``, audio computed by the loader):
+            such a dataset is decoded once through `load` into a cache instead.
+        """
+        return None
+
+    def annotations(self, track_id: str) -> Track:
+        """The track's annotations and metadata without reading its audio (``audio``
+        empty, ``stems`` None). Datasets that implement `signals` implement this too;
+        the default reads the track through `load` and drops its audio."""
+        track = self.load(track_id)
+        track.audio = np.zeros(0, np.float32)
+        track.stems = None
+        return track
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(sr={self.sr})"
 
 
 def check_split(split: str) -> str:
     if split not in SPLITS:
-        raise DatasetError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        raise DatasetError(
+            f"unknown split {split!r}; expected one of {', '.join(SPLITS)} (or {ALL})"
+        )
     return split
 
 

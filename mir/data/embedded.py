@@ -971,6 +971,50 @@ def read_piece(folder: Path, track_id: str, sr: int, split: str) -> Track:
     )
 
 
+def piece_signals(folder: Path, stored: set[str]) -> dict[str, list[tuple[Path, float]]]:
+    """The files of a rendered piece as `Dataset.signals` recipes (as `read_piece` sums
+    them; a stem not stored on disk is silent)."""
+
+    def files(*names: str) -> list[tuple[Path, float]]:
+        return [(folder / "stems" / f"{n}.wav", 1.0) for n in names if n in stored]
+
+    out = {"mixture": [(folder / "mix.wav", 1.0)]}
+    out.update({name: files(name) for name in STEMS})
+    out["vocals"] = files("soprano")
+    out["accompaniment"] = files("alto", "tenor", "bass", "drums")
+    return out
+
+
+def piece_annotations(folder: Path, track_id: str, sr: int, split: str) -> tuple[Track, set[str]]:
+    """A rendered piece's annotations as a `Track` without audio, and its stored stems."""
+    try:
+        ann = json.loads((folder / "annotations.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{folder}: cannot read annotations ({exc})") from None
+    hop = int(ann["hop"])
+    n_frames = len(next(iter(ann["f0"].values())))
+    times = np.arange(n_frames) * hop / sr
+    f0 = {r: np.asarray(v, dtype=np.float64) for r, v in ann["f0"].items()}
+    melody = f0["soprano"]
+    track = Track(
+        name=track_id,
+        audio=np.zeros(0, np.float32),
+        sr=sr,
+        f0={
+            "melody": (times, melody),
+            "vocal": (times, melody.copy()),
+            "bass": (times, f0["bass"]),
+        },
+        multif0=(times, [np.asarray(f, dtype=np.float64) for f in ann["multif0"]]),
+        onsets={k: np.asarray(v, dtype=np.float64) for k, v in ann["onsets"].items()},
+        beats=np.asarray(ann["beats"], dtype=np.float64),
+        downbeats=np.asarray(ann["downbeats"], dtype=np.float64),
+        tags=list(ann["tags"]),
+        meta=dict(ann["meta"], split=split),
+    )
+    return track, set(ann["stems"])
+
+
 @dataclass
 class PieceReport:
     """What `EmbeddedDataset.prepare` did for one piece."""
@@ -1113,6 +1157,17 @@ class EmbeddedDataset(Dataset):
         return sorted(t for t, s in self._ensure().items() if s == split)
 
     def load(self, track_id: str) -> Track:
+        folder, split = self._folder(track_id)
+        try:
+            return read_piece(folder, track_id, self.sr, split)
+        except CorruptPiece as exc:  # render it again, once; a second failure is raised
+            log.warning("%s; rendering it again", exc)
+            (folder / MARKER).unlink(missing_ok=True)
+            self._splits = None
+            splits = self._ensure()
+            return read_piece(folder, track_id, self.sr, splits[track_id])
+
+    def _folder(self, track_id: str) -> tuple[Path, str]:
         splits = self._ensure()
         if track_id not in splits:
             raise DatasetError(f"embedded dataset: unknown track {track_id!r}")
@@ -1120,11 +1175,15 @@ class EmbeddedDataset(Dataset):
         if rendered_samples(folder) is None:  # removed since prepare(): render it again
             self._splits = None
             splits = self._ensure()
-        try:
-            return read_piece(folder, track_id, self.sr, splits[track_id])
-        except CorruptPiece as exc:  # render it again, once; a second failure is raised
-            log.warning("%s; rendering it again", exc)
-            (folder / MARKER).unlink(missing_ok=True)
-            self._splits = None
-            splits = self._ensure()
-            return read_piece(folder, track_id, self.sr, splits[track_id])
+        return folder, splits[track_id]
+
+    def signals(self, track_id: str) -> dict[str, list[tuple[Path, float]]]:
+        # The index asks for a piece's files once, when it (re)builds its entry: the piece is
+        # checked against its DONE marker then, as `load` checks it (rendered again if damaged).
+        self.load(track_id)
+        folder, split = self._folder(track_id)
+        return piece_signals(folder, piece_annotations(folder, track_id, self.sr, split)[1])
+
+    def annotations(self, track_id: str) -> Track:
+        folder, split = self._folder(track_id)
+        return piece_annotations(folder, track_id, self.sr, split)[0]

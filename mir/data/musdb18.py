@@ -224,6 +224,32 @@ class MUSDB18(Dataset):
         meta["artist"], meta["title"] = artist, title
         return Track(name=track_id, audio=audio, sr=self.sr, stems=mono, meta=meta)
 
+    def signals(self, track_id: str) -> dict[str, list[tuple[Path, float]]] | None:
+        """The wav files of the decoded layout (the ``.stem.mp4`` one is decoded into a
+        cache instead: None)."""
+        _, path = self._entry(track_id)
+        if not self.is_wav:
+            return None
+        out = {k: [(path / f"{k}.wav", 1.0)] for k in STEM_ORDER}
+        out["accompaniment"] = [(path / f"{k}.wav", 1.0) for k in ("drums", "bass", "other")]
+        return out
+
+    def annotations(self, track_id: str) -> Track:
+        """Names and metadata only (MUSDB18 has no annotations besides its stems); the
+        stem residual of `load`'s metadata needs the audio and is left out."""
+        subset, path = self._entry(track_id)
+        if not self.is_wav:
+            return super().annotations(track_id)
+        artist, _, title = track_id.partition(" - ")
+        meta: dict[str, object] = {
+            "split": self._split_of(track_id, subset),
+            "subset": subset,
+            "stem_paths": {k: str(path / f"{k}.wav") for k in STEM_ORDER},
+            "artist": artist,
+            "title": title,
+        }
+        return Track(name=track_id, audio=np.zeros(0, np.float32), sr=self.sr, meta=meta)
+
     # helpers --------------------------------------------------------------------------
 
     def _entry(self, track_id: str) -> tuple[str, Path]:
