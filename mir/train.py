@@ -107,7 +107,7 @@ SETTINGS = {
     "trainer.check_val_every_n_epoch": _integer(1, optional=True),
     "trainer.log_every_n_steps": _integer(1),
     "data.batch_size": _integer(1),
-    "data.num_workers": _integer(0),
+    "data.num_workers": _integer(0, optional=True),  # null: chosen for the device
     "data.crop_seconds": _positive(),
     "model.optimizer.lr": _positive(),
 }

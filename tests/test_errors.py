@@ -512,3 +512,11 @@ def test_ten_ms_clip_with_the_beats_head_gives_an_empty_estimate(compose, tmp_pa
     assert len(est["beats"].beats) == 0
     assert len(est["beats"].downbeats) == 0
     assert len(est["melody"][0]) == module.model.frontend.n_frames(len(clip))
+
+
+@pytest.mark.parametrize("experiment", [None, "all_tasks", "jansson_unet", "multitask_f0"])
+def test_default_settings_pass_the_settings_check(compose, tmp_path, experiment):
+    from mir.train import check_settings
+
+    overrides = [] if experiment is None else [f"experiment={experiment}"]
+    check_settings(compose(overrides, tmp_path, small=False))
