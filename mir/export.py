@@ -46,7 +46,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -95,25 +94,18 @@ class ScriptedHCQTPower(nn.Module):
 
     def __init__(self, frontend: Any) -> None:
         super().__init__()
-        from mir import frontend as fe_module
-
-        self.hop = int(frontend.hop)
-        self.sr = float(frontend.sr)
-        self.margin = int(frontend._margin)
-        self.half_kernel = int(frontend._half_kernel)
-        self.n_bins = int(frontend.n_union_bins)
-        self.max_block_frames = int(fe_module._MAX_BLOCK_FRAMES)
-        self.band_half_width = float(fe_module._BAND_HALF_WIDTH)
-        self.double = frontend._probe.dtype == torch.float64
-        self.sizes = [len(g) for g in frontend._groups]
-        order = np.concatenate(frontend._groups)  # rows of the folded array, group by group
-        for name, table in (
-            ("freqs", frontend._union_freqs),
-            ("taps", frontend._taps),
-            ("gain", frontend._gain),
-        ):
-            values = torch.as_tensor(np.asarray(table)[order], dtype=torch.float64)  # (K,)
-            self.register_buffer(name, values)
+        layout = frontend.block_layout()  # public tables, already in group order
+        self.hop = int(layout.hop)
+        self.sr = float(layout.sr)
+        self.margin = int(layout.margin)
+        self.half_kernel = int(layout.half_kernel)
+        self.n_bins = int(sum(layout.group_sizes))
+        self.max_block_frames = int(layout.max_block_frames)
+        self.band_half_width = float(layout.band_half_width)
+        self.double = layout.dtype == torch.float64
+        self.sizes = list(layout.group_sizes)
+        for name, table in (("freqs", layout.freqs), ("taps", layout.taps), ("gain", layout.gain)):
+            self.register_buffer(name, torch.as_tensor(table, dtype=torch.float64))  # (K,)
 
     def forward(self, audio: Tensor) -> Tensor:
         """(B, N) audio -> (B, K, T) power of the computed bins, T = 1 + N // hop."""
@@ -232,10 +224,7 @@ class ExportModel(nn.Module):
         fe = self.frontend
         if self.power is None:
             return fe(audio)
-        power = self.power(audio)  # (B, K, T)
-        if fe.log_scale:
-            return fe._gather_channels(fe._log_scale(power, power=True))
-        return fe._gather_channels(power.clamp_min(0).sqrt())
+        return fe.from_power(self.power(audio))  # (B, K, T) -> (B, H, F, T)
 
     def forward(self, audio: Tensor) -> tuple[Tensor, ...]:
         from mir.models.features import Features
