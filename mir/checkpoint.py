@@ -59,7 +59,7 @@ def load_module(path: str | Path, map_location: str = "cpu") -> tuple[Any, DictC
 
     ckpt = read_checkpoint(path, map_location)
     raw = ckpt["mir_config"]
-    cfg = OmegaConf.create(raw)
+    cfg = OmegaConf.create(_without_init(raw))
     try:
         # never compile at load time: inference and export run the eager graph
         module = instantiate(cfg.model, compile=False)
@@ -79,6 +79,20 @@ def load_module(path: str | Path, map_location: str = "cpu") -> tuple[Any, DictC
     module.run_config = raw
     module.eval()
     return module, cfg
+
+
+def _without_init(node: Any) -> Any:
+    """A copy of a run config without its fine-tuning settings: every ``init`` (a pretrained
+    name or a checkpoint path, beside its ``freeze``) set to None and ``freeze`` to False.
+    The stored weights replace that initialisation, its file need not exist where the
+    checkpoint is opened, and freezing only matters to training."""
+    if isinstance(node, dict):
+        if "init" in node and "freeze" in node:
+            node = {**node, "init": None, "freeze": False}
+        return {k: _without_init(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_without_init(v) for v in node]
+    return node
 
 
 def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:

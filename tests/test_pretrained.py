@@ -159,7 +159,7 @@ def test_unknown_name_is_one_line():
 def test_truncated_weight_file_is_one_line(tmp_path):
     bad = tmp_path / "multif0.ckpt"
     bad.write_bytes(pretrained.get("deepsalience/multif0").path.read_bytes()[:5000])
-    with pytest.raises(ConfigError, match="not a readable mir checkpoint") as e:
+    with pytest.raises(ConfigError, match="cannot read checkpoint") as e:
         pretrained.read_state(str(bad))
     assert str(bad) in str(e.value)
     assert "\n" not in str(e.value)
@@ -361,3 +361,20 @@ def test_converter_rejects_bad_files_in_one_line(keras_weights, tmp_path):
     with pytest.raises(ConfigError, match=r"bass\.h5: 11 weight layers in the file, 12 in the"):
         convert(src, tmp_path / "out", ["deepsalience/bass"])
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_finetuned_checkpoint_loads_without_its_init_file(tmp_path):
+    """A fine-tuned run records where its trunk and head came from; opening its checkpoint
+    elsewhere must not need that file (the stored weights replace the initialisation)."""
+    from mir.checkpoint import load_module
+
+    ckpt = torch.load(pretrained.get("deepsalience/melody2").path, weights_only=True)
+    gone = str(tmp_path / "moved-away.ckpt")
+    ckpt["mir_config"]["model"]["trunk"].update(init=gone, freeze=True)
+    ckpt["mir_config"]["task"]["melody"].update(init=gone, freeze=True)
+    path = tmp_path / "finetuned.ckpt"
+    torch.save(ckpt, path)
+    module, _ = load_module(path)
+    assert module.run_config["model"]["trunk"]["init"] == gone  # the record is kept
+    for name, value in module.state_dict().items():
+        torch.testing.assert_close(value, ckpt["state_dict"][name], msg=name)

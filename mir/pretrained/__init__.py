@@ -109,24 +109,17 @@ def resolve(spec: str | Path) -> Path:
 
 
 def read_state(spec: str | Path) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]]:
-    """(path, state_dict, mir_config) of a pretrained model or mir checkpoint, read with
-    ``weights_only=True``.
+    """(path, state_dict, mir_config) of a pretrained model or mir checkpoint, read through
+    `mir.checkpoint.read_checkpoint` (data only, config checked) like every checkpoint.
 
     Raises:
         ConfigError: the file is missing, unreadable, or not a mir checkpoint.
     """
+    from mir.checkpoint import read_checkpoint
+
     path = resolve(spec)
-    if not path.is_file():
-        raise ConfigError(f"{path}: pretrained weight file does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{path}: not a readable mir checkpoint ({first})") from None
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not isinstance(ckpt.get("mir_config"), dict):
-        raise ConfigError(f"{path}: not a mir checkpoint (needs 'state_dict' and 'mir_config')")
-    return path, state, ckpt["mir_config"]
+    ckpt = read_checkpoint(path)
+    return path, ckpt["state_dict"], ckpt["mir_config"]
 
 
 def load(name: str, threshold: float | None = None, map_location: str = "cpu") -> tuple[Any, Any]:
