@@ -17,8 +17,10 @@ are listed on a line above the table.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -119,6 +121,65 @@ def write_json(path: str | Path, data: Any) -> Path:
     """Write `data` as JSON atomically."""
     text = json.dumps(data, indent=2, sort_keys=False, default=float)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text), suffix=".json")
+
+
+# -- run identity ------------------------------------------------------------------------------
+IDENTITY_IGNORED = ("seed", "output_dir", "ckpt_path")
+"""Top-level config keys left out of `config_hash`: the seed (so every seed of one
+configuration shares a hash), where the run writes, and which checkpoint it resumes."""
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """A short hash of a run's config, without `IDENTITY_IGNORED` keys.
+
+    Args:
+        config: the config as a plain dict, interpolations unresolved (so ``${seed}``
+            stays a reference to the seed, and paths derived from the run dir do not count).
+    """
+    kept = {k: v for k, v in config.items() if k not in IDENTITY_IGNORED}
+    text = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """The commit checked out where `path` (default: this package) lies; None outside a git
+    checkout or without git. A ``-dirty`` suffix marks uncommitted changes to tracked files."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = head.stdout.strip() or None
+    if commit and dirty.returncode == 0 and dirty.stdout.strip():
+        commit += "-dirty"
+    return commit
+
+
+def run_identity(cfg: Any) -> dict[str, Any]:
+    """What `scores.json` records about a run: its seed, config hash and git commit, and the
+    torch thread count (CPU results are bit-identical only for the same count)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(config, dict)
+    return {
+        "seed": int(cfg.seed),
+        "config_hash": config_hash(config),
+        "git_commit": git_commit(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 # -- multirun collector -----------------------------------------------------------------------

@@ -50,10 +50,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Build everything from `cfg`, fit, test, print and save the score tables."""
     import pytorch_lightning as pl
 
-    from mir.report import baseline_scores, median_scores, score_table, write_json
+    from mir.report import baseline_scores, median_scores, run_identity, score_table, write_json
 
     if not cfg.get("task"):
         raise ConfigError("no task selected: use task=<name> or task=[a,b]")
+    if cfg.get("threads"):  # CPU sums are bit-identical only for one thread count
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True)
     out_dir = Path(cfg.output_dir)
 
@@ -75,7 +79,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    result: dict[str, Any] = {"monitor": module.monitor}
+    result: dict[str, Any] = {"monitor": module.monitor, **run_identity(cfg)}
     if cfg.train:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg.ckpt_path, out_dir))
         result["val"] = module.results.get("val", {})
