@@ -3,6 +3,12 @@
 Usage:
     python -m mir.report collect <multirun dir> [<multirun dir> ...] [--out table.md]
         [--stage test] [--metric <task>/<mir_eval key> ...] [--no-baseline]
+    python -m mir.report compare <run or multirun dir> [[<label>=]<dir> ...] [--by KEY]
+        [--metric <task>/<mir_eval key> ...] [--out PREFIX] [--wandb]
+
+``compare`` (`mir.compare`) compares systems over seeds and tracks: means with bootstrap
+confidence intervals, paired differences with Wilcoxon tests, Holm-corrected; it writes
+Markdown, CSV and JSON (``--out PREFIX``) and a W&B table (``--wandb``, offline by default).
 
 ``collect`` reads every job folder of one or more Hydra multiruns
 (``<dir>/<job>/scores.json``, written by ``mir.train``, and
@@ -359,7 +365,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a column, e.g. 'melody/Voicing Recall' (repeatable; default the f0 metrics)",
     )
     col.add_argument("--no-baseline", action="store_true", help="leave out the baseline row")
+    cmp = sub.add_parser("compare", help="systems over seeds: intervals and paired tests")
+    cmp.add_argument(
+        "roots", nargs="+", metavar="[LABEL=]DIR", help="run, multirun or mir.evaluate folder(s)"
+    )
+    cmp.add_argument("--by", help="config key whose value names a run's system, e.g. task")
+    cmp.add_argument(
+        "--metric",
+        action="append",
+        metavar="TASK/KEY",
+        help="a row, e.g. 'melody/Raw Pitch Accuracy' (repeatable; default each task's monitor)",
+    )
+    cmp.add_argument("--out", help="write PREFIX.md, PREFIX.csv and PREFIX.json")
+    cmp.add_argument("--wandb", action="store_true", help="also log a W&B table (offline)")
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        return _compare_cli(args)
     try:
         rows = []
         for root in args.roots:
@@ -381,6 +402,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [r["job"] for r in rows if r["scores"] is None]
     if missing:
         print(f"mir.report: no scores.json in {', '.join(missing)}", file=sys.stderr)
+    return 0
+
+
+def _compare_cli(args: argparse.Namespace) -> int:
+    from mir import compare as cmp
+
+    try:
+        runs = [r for root in args.roots for r in cmp.read_runs(root, args.by)]
+        cmp.name_systems(runs)
+        metrics = [parse_column(c) for c in args.metric] if args.metric else None
+        result = cmp.compare(runs, metrics)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(cmp.markdown(result))
+    if args.out:
+        for path in cmp.write(result, args.out):
+            print(f"mir.report: written {path}", file=sys.stderr)
+    if args.wandb:
+        where = cmp.log_wandb(result, Path(args.out).parent if args.out else Path("."))
+        print(f"mir.report: W&B table in {where}", file=sys.stderr)
     return 0
 
 
