@@ -130,13 +130,14 @@ def evaluate(
     split: str,
     baselines: bool = True,
     max_tracks: int | None = None,
-) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, dict[str, Any]], int]:
+) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, dict[str, Any]], int, dict]:
     """Score `module` (and each task's baseline) on every track of `split`.
 
     Returns:
         per_track: system -> task -> [{"track": name, metric: value}].
         summary: system -> task -> metric -> {"mean", "median", "n"} or {"value"}.
         n_tracks: tracks evaluated (at most `max_tracks` per dataset, the first by id).
+        coverage: task -> {"scored": n, "skipped": [{"track", "reason"}]}.
     """
     from tqdm import tqdm
 
@@ -157,6 +158,7 @@ def evaluate(
     ids = [(d, tid) for d, ds in datasets.items() for tid in ds.track_ids(split)[:cap]]
     if not ids:
         raise ConfigError(f"the {split} split of {', '.join(datasets)} is empty")
+    coverage: dict[str, dict[str, Any]] = {n: {"scored": 0, "skipped": []} for n in tasks}
     for dname, tid in tqdm(ids, desc=f"mir.evaluate {split}", unit="track", file=sys.stderr):
         track = datasets[dname].load(tid)
         track.name = f"{dname}/{track.name}"
@@ -165,6 +167,10 @@ def evaluate(
         estimates = {"model": module.predict_track(track)}
         if baselines:
             estimates["baseline"] = {n: t.baseline(track) for n, t in tasks.items()}
+        for name, task in tasks.items():
+            reason = task.skip_reason(track)
+            coverage[name]["scored"] += reason is None
+            coverage[name]["skipped"] += [{"track": track.name, "reason": reason}] if reason else []
         for system, est in estimates.items():
             for name, task in tasks.items():
                 scores, _ = task.evaluate([track], [est[name]])
@@ -181,7 +187,7 @@ def evaluate(
             else:
                 task_summary = {k: math.nan for r in rows for k in r if k != "track"}
             summary[system][name] = summarise(rows, task_summary)
-    return per_track, summary, len(ids)
+    return per_track, summary, len(ids), coverage
 
 
 def per_track_csv(per_track: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> str:
@@ -233,7 +239,7 @@ def run(
     from mir.audio import atomic_write
     from mir.checkpoint import load_module
     from mir.predict import to_device
-    from mir.report import write_json
+    from mir.report import coverage_lines, write_json
     from mir.train import instantiate
 
     if not ckpt:
@@ -247,7 +253,7 @@ def run(
     if not datasets:
         raise ConfigError(f"data={data}: no datasets configured")
     cap = data_cfg.get("max_eval_tracks")
-    per_track, summary, n = evaluate(module, datasets, str(split), bool(baselines), cap)
+    per_track, summary, n, coverage = evaluate(module, datasets, str(split), bool(baselines), cap)
 
     out = Path(output) if output else Path("eval") / f"{data}-{split}"
     text = per_track_csv(per_track)
@@ -258,10 +264,13 @@ def run(
         "data": data,
         "split": split,
         "tracks": n,
+        "seed": run_cfg.get("seed"),
+        "coverage": coverage,
         **summary,
     }
     write_json(out / "summary.json", result)
     print(summary_table(summary, title=f"{data} {split}: {n} tracks (full-track inference)"))
+    print("\n".join(coverage_lines(coverage, n)))
     print(f"\nmir.evaluate: scores written to {out}/", file=sys.stderr)
     return result
 

@@ -67,6 +67,34 @@ def baseline_scores(tasks: Mapping[str, Task], tracks: list[Track]) -> dict[str,
     return out
 
 
+def coverage(tasks: Mapping[str, Task], tracks: Sequence[Track]) -> dict[str, dict[str, Any]]:
+    """Per task, how many of `tracks` it scores and which it skips, with the reason.
+
+    Returns:
+        task -> {"scored": n, "skipped": [{"track": name, "reason": text}]}.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, task in tasks.items():
+        skipped = []
+        for t in tracks:
+            reason = task.skip_reason(t)
+            if reason is not None:
+                skipped.append({"track": t.name, "reason": reason})
+        out[name] = {"scored": len(tracks) - len(skipped), "skipped": skipped}
+    return out
+
+
+def coverage_lines(cov: Mapping[str, Mapping[str, Any]], n_tracks: int) -> list[str]:
+    """One line per task: tracks scored out of `n_tracks`, and the skipped ones with why."""
+    lines = []
+    for task, c in cov.items():
+        line = f"{task}: {c['scored']} of {n_tracks} tracks scored"
+        if c["skipped"]:
+            line += "; skipped: " + ", ".join(f"{s['track']} ({s['reason']})" for s in c["skipped"])
+        lines.append(line)
+    return lines
+
+
 def fmt_score(v: Any) -> str:
     """A score to 3 decimals; "-" for a missing or NaN one."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -79,8 +107,12 @@ def score_table(
     baseline: Mapping[str, Mapping[str, float]] | None = None,
     title: str = "",
     max_rows_per_task: int = 24,
+    coverage: Mapping[str, Mapping[str, Any]] | None = None,
+    n_tracks: int = 0,
 ) -> str:
-    """A plain-text table: task, metric, model score (and baseline)."""
+    """A plain-text table: task, metric, model score (and baseline); with `coverage`
+    (`coverage`'s output for the `n_tracks` tracks), a line per task below it saying how
+    many tracks it scored and which it skipped, and why."""
     rows: list[tuple[str, ...]] = [
         ("task", "metric", "model") + (("baseline",) if baseline else ())
     ]
@@ -92,7 +124,10 @@ def score_table(
             if baseline:
                 row += (fmt_score(baseline.get(task, {}).get(k)),)
             rows.append(row)
-    return text_table(rows, title)
+    table = text_table(rows, title)
+    if coverage:
+        table += "\n" + "\n".join(coverage_lines(coverage, n_tracks))
+    return table
 
 
 def median_scores(per_track: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict:

@@ -50,7 +50,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Build everything from `cfg`, fit, test, print and save the score tables."""
     import pytorch_lightning as pl
 
-    from mir.report import baseline_scores, median_scores, run_identity, score_table, write_json
+    from mir.report import (
+        baseline_scores,
+        coverage,
+        median_scores,
+        run_identity,
+        score_table,
+        write_json,
+    )
 
     if not cfg.get("task"):
         raise ConfigError("no task selected: use task=<name> or task=[a,b]")
@@ -96,10 +103,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if cfg.baselines:
             base = baseline_scores(module.tasks, datamodule.tracks("test"))
             result["test_baseline"] = base
+        test_tracks = datamodule.tracks("test")
+        result["test_coverage"] = coverage(module.tasks, test_tracks)
         table = score_table(
             result["test"],
             base,
-            title=f"Full-track test scores ({len(datamodule.tracks('test'))} tracks)",
+            title=f"Full-track test scores ({len(test_tracks)} tracks)",
+            coverage=result["test_coverage"],
+            n_tracks=len(test_tracks),
         )
         print("\n" + table + "\n", flush=True)
     if not trainer.is_global_zero:
