@@ -228,13 +228,13 @@ def _bootstrap(
     statistic: Callable[..., np.ndarray], sizes: Sequence[int], seed: int
 ) -> tuple[float, float]:
     """A BCa bootstrap interval of `statistic` over independent resamples of index sets of
-    the given sizes (sets of size 1 are held fixed)."""
+    the given sizes (sets of size 1 are held fixed); NaN when every set has size 1 (one
+    track and one seed: nothing to resample)."""
     from scipy.stats import bootstrap
 
     free = [i for i, n in enumerate(sizes) if n > 1]
     if not free:
-        v = float(statistic(*[np.zeros((1, 1), dtype=int) for _ in sizes])[0])
-        return v, v
+        return math.nan, math.nan
 
     def stat(*idx: np.ndarray, axis: int = -1) -> np.ndarray:
         lead = idx[0].shape[:-1]
@@ -440,7 +440,7 @@ def _compare_row(systems: Mapping[str, list[Run]], task: str, metric: str) -> di
                 "diff": diff,
                 "ci_low": lo,
                 "ci_high": hi,
-                "significant": not (lo <= 0.0 <= hi),
+                "significant": bool(math.isfinite(lo) and not lo <= 0.0 <= hi),
                 "p": p,
                 "p_holm": math.nan,
             }
@@ -461,7 +461,8 @@ def _p(v: float) -> str:
 
 def markdown(result: Mapping[str, Any]) -> str:
     """Two Markdown tables: systems (mean and interval per metric) and paired differences;
-    a difference whose interval contains 0 is marked *n.s.* (not significant)."""
+    a difference whose interval contains 0 is marked *n.s.* (not significant), one with no
+    interval (one track, one seed) *n/a*."""
     pct = f"{result['confidence'] * 100:g} %"
     rows = result["rows"]
     names = list(result["systems"])
@@ -503,6 +504,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         for r, p in pairs:
             diff = f"{p['diff']:+.3f} [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}]"
             mark = "" if p["significant"] else "*n.s.*"
+            if not math.isfinite(p["ci_low"]):
+                diff, mark = f"{p['diff']:+.3f}", "*n/a*"
             lines.append(
                 f"| {r['task']} {r['metric']} | {p['a']} | {p['b']} | {diff} | {_p(p['p'])} "
                 f"| {_p(p['p_holm'])} | {mark} |"

@@ -106,6 +106,17 @@ def test_a_clear_difference_is_significant_and_holm_corrects():
     assert (s["n_tracks"], s["n_seeds"]) == (12, 3)
 
 
+def test_one_track_one_seed_has_no_interval_and_no_verdict():
+    result = cmp.compare(_runs("a", np.array([[0.9]])) + _runs("b", np.array([[0.1]])))
+    row = result["rows"][0]
+    assert math.isnan(row["systems"]["a"]["ci_low"])
+    (pair,) = row["pairs"]
+    assert pair["diff"] == pytest.approx(0.8)
+    assert math.isnan(pair["ci_low"])
+    assert not pair["significant"]
+    assert "*n/a*" in cmp.markdown(result)
+
+
 def test_missing_track_or_metric_is_one_line_naming_run_and_track():
     x = np.full((2, 3), 0.5)
     a, b = _runs("a", x), _runs("b", x)
