@@ -63,6 +63,7 @@ class Run:
         source: the file it was read from (named in errors).
         scores: task -> track -> metric -> value.
         overrides: its Hydra overrides (`mir.train` runs).
+        root: the name of the command-line folder it was found in.
     """
 
     system: str
@@ -70,6 +71,7 @@ class Run:
     source: str
     scores: dict[str, dict[str, dict[str, float]]]
     overrides: list[str] = field(default_factory=list)
+    root: str = ""
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -195,20 +197,22 @@ def read_runs(spec: str, by: str | None = None) -> list[Run]:
             return _per_track_runs(d, label)
         return None
 
-    found = runs_of(folder)
-    if found is not None:
-        return found
-    runs: list[Run] = []
-    for job in sorted((p for p in folder.iterdir() if p.is_dir()), key=_job_sort):
-        runs += runs_of(job) or []
+    runs = runs_of(folder)
+    if runs is None:
+        runs = []
+        for job in sorted((p for p in folder.iterdir() if p.is_dir()), key=_job_sort):
+            runs += runs_of(job) or []
     if not runs:
         raise ConfigError(f"{folder}: no scores.json or per_track.json in it or in its sub-folders")
+    for r in runs:
+        r.root = folder.resolve().name
     return runs
 
 
 def name_systems(runs: list[Run]) -> None:
     """Give unlabelled `mir.train` runs a system name: their overrides other than the seed
-    and those every such run shares (their folder's name if none is left)."""
+    and those every such run shares (the name of the folder given on the command line if
+    none is left, so the seeds of one multirun are one system)."""
     unnamed = [r for r in runs if not r.system]
     if not unnamed:
         return
@@ -220,7 +224,7 @@ def name_systems(runs: list[Run]) -> None:
     common = set.intersection(*(set(k) for k in kept)) if len(kept) > 1 else set()
     for r, k in zip(unnamed, kept, strict=True):
         own = [o for o in k if o not in common]
-        r.system = " ".join(own) or Path(r.source).parent.name
+        r.system = " ".join(own) or r.root
 
 
 # -- statistics -------------------------------------------------------------------------------

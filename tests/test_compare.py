@@ -195,6 +195,20 @@ def test_cli_reads_multiruns_and_evaluate_output(tmp_path, capsys):
     assert "| task=[melody] | 0,1 |" in capsys.readouterr().out
 
 
+def test_seeds_of_one_multirun_are_one_system(tmp_path, capsys):
+    """A seed sweep (only `seed` differs) is one system named after its folder; two such
+    sweeps given side by side are two systems."""
+    for name, offset in (("small", 0.0), ("large", 0.2)):
+        for seed in (0, 1, 2):
+            rows = [{"track": t, "Overall Accuracy": offset + 0.01 * seed} for t in "abcd"]
+            _job(tmp_path / name, str(seed), [f"seed={seed}", "threads=2"], seed, {"melody": rows})
+    assert main(["compare", str(tmp_path / "small"), str(tmp_path / "large")]) == 0
+    md = capsys.readouterr().out
+    assert "| small | 0,1,2 |" in md
+    assert "| large | 0,1,2 |" in md
+    assert "| melody Overall Accuracy | small | large | -0.200 [-0.200, -0.200] |" in md
+
+
 def test_cli_by_key_and_errors(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     for i, (lr, seed) in enumerate([(1, 0), (1, 1), (3, 0), (3, 1)]):
