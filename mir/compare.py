@@ -242,16 +242,11 @@ def _bootstrap(
 
     def stat(*idx: np.ndarray, axis: int = -1) -> np.ndarray:
         lead = idx[0].shape[:-1]
-        full = []
         it = iter(idx)
-        for n in sizes:
-            if n > 1:
-                a = next(it)
-                full.append(a.reshape(-1, a.shape[-1]))
-            else:
-                full.append(None)
-        batch = next(a for a in full if a is not None).shape[0]
-        full = [np.zeros((batch, 1), dtype=int) if a is None else a for a in full]
+        free_idx = [next(it) if n > 1 else None for n in sizes]
+        flat = [None if a is None else a.reshape(-1, a.shape[-1]) for a in free_idx]
+        batch = next(a for a in flat if a is not None).shape[0]
+        full = [np.zeros((batch, 1), dtype=int) if a is None else a for a in flat]
         return statistic(*full).reshape(lead)
 
     gen = np.random.default_rng(seed)
@@ -330,7 +325,7 @@ def default_metric(task: str) -> list[str]:
         return []
     try:
         target = yaml.safe_load(path.read_text())["_target_"]
-        return [str(get_class(target).monitor)]
+        return [str(getattr(get_class(target), "monitor"))]  # noqa: B009
     except Exception:  # noqa: BLE001 - a config we cannot read gives no default
         return []
 
@@ -585,7 +580,7 @@ def log_wandb(result: Mapping[str, Any], directory: str | Path, project: str = "
 
     import wandb
 
-    mode = os.environ.get("WANDB_MODE", "offline")
+    mode: Any = os.environ.get("WANDB_MODE", "offline")
     Path(directory).mkdir(parents=True, exist_ok=True)
     run = wandb.init(project=project, job_type="compare", dir=str(directory), mode=mode)
     table = wandb.Table(columns=list(CSV_COLUMNS), data=table_rows(result))

@@ -217,7 +217,7 @@ def run_identity(cfg: Any) -> dict[str, Any]:
     assert isinstance(config, dict)
     return {
         "seed": int(cfg.seed),
-        "config_hash": config_hash(config),
+        "config_hash": config_hash({str(k): v for k, v in config.items()}),
         "git_commit": git_commit(),
         "torch_threads": torch.get_num_threads(),
     }
