@@ -51,6 +51,8 @@ from mir.errors import ConfigError
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999
+FEW_TRACKS = 10
+"""Below this many tracks the Markdown warns that the intervals and tests are rough."""
 
 
 @dataclass
@@ -481,7 +483,17 @@ def markdown(result: Mapping[str, Any]) -> str:
             s = r["systems"].get(n)
             cells.append(f"{_f(s['mean'])} [{_f(s['ci_low'])}, {_f(s['ci_high'])}]" if s else "-")
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [
+    few = sorted({r["n_tracks"] for r in rows if 0 < r["n_tracks"] < FEW_TRACKS})
+    notes = (
+        [
+            f"* {', '.join(map(str, few))} track(s): a bootstrap over so few values gives "
+            f"intervals that are too narrow, and the two-sided Wilcoxon p cannot fall below "
+            f"{2 / 2 ** max(few):.3g}; read these as descriptive"
+        ]
+        if few
+        else []
+    )
+    notes += [
         f"* {r['task']} {r['metric']}: {r['n_excluded']} track(s) left out for a NaN score "
         f"({', '.join(r['excluded_tracks'])})"
         for r in rows

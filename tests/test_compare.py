@@ -183,6 +183,8 @@ def test_cli_reads_multiruns_and_evaluate_output(tmp_path, capsys):
     assert "| task=[multif0,melody] | 0,1 |" in md
     assert "| bp/basic-pitch | ? |" in md
     assert "melody Overall Accuracy (4 tracks)" in md
+    assert "* 4 track(s): a bootstrap over so few values gives intervals" in md
+    assert "cannot fall below 0.125" in md
     result = json.loads(out.with_suffix(".json").read_text())
     assert len(result["rows"][0]["pairs"]) == 3
     assert out.with_suffix(".md").read_text().strip() == md.strip()
