@@ -17,13 +17,15 @@ Two steps, in two environments (nussl is a peer tool, never a project dependency
    ``scipy.signal.hamming`` and numpy < 1.24 for ``np.bool``):
        /work/peers/nussl/bin/python benchmarks/peer_nussl.py score \\
            --ours unet=/tmp/ours_unet --ours hcqt=/tmp/ours_hcqt \\
-           [--out benchmarks/results/peer_nussl.json]
+           [--out benchmarks/results/peer_nussl.json] [--per-track-dir DIR]
    runs ``nussl.separation.primitive.Repet`` and ``FT2D`` with their defaults on the stereo
    44.1-kHz mixture (foreground = vocals, background = accompaniment) and scores every
    system with ``nussl.evaluation.BSSEvalScale`` (SI-SDR of Le Roux et al. 2019, zero-mean,
    per channel; we report the mean over the two channels) against the true stems, and
    with museval's BSSEval v4 (``nussl.evaluation.BSSEvalV4``, 1-s windows and hops, the
-   median over frames as SiSEC 2018 reports it).
+   median over frames as SiSEC 2018 reports it). ``--per-track-dir DIR`` also writes
+   ``DIR/per_track.json`` in `mir.evaluate`'s format (``{system: {"separation": [{"track":
+   "musdb18/<name>", "vocals/SI-SDR": ...}]}}``) for ``python -m mir.report compare``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,22 @@ def score_ours(out_dir: Path, mus_root: Path) -> dict[str, float]:
         f"{row['accompaniment/SI-SDR']:6.2f} dB"
     )
     return row
+
+
+def write_per_track(results: dict, out_dir: Path) -> Path:
+    """`score`'s results as `mir.evaluate`'s per_track.json (task ``separation``), atomically
+    (this runs in nussl's venv, so it does not import `mir`)."""
+    track = f"musdb18/{results['track']}"
+    per = {
+        name: {"separation": [{"track": track, **row}]} for name, row in results["systems"].items()
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "per_track.json"
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(per, f, indent=2)
+    os.replace(tmp, path)
+    return path
 
 
 def score(ours: list[str], out: Path, mus_root: Path) -> dict:
@@ -169,13 +187,16 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--ours", action="append", default=[], help="name=folder of our wavs")
     s.add_argument("--mus-root", type=Path, default=DEFAULT_MUS)
     s.add_argument("--out", type=Path, default=Path("benchmarks/results/peer_nussl.json"))
+    s.add_argument("--per-track-dir", type=Path, default=None, help="write per_track.json")
     args = p.parse_args(argv)
     if args.cmd == "write":
         write_ours(args.ckpt, args.out_dir, args.mus_root)
         if args.score:
             score_ours(args.out_dir, args.mus_root)
     else:
-        score(args.ours, args.out, args.mus_root)
+        results = score(args.ours, args.out, args.mus_root)
+        if args.per_track_dir:
+            print(f"written to {write_per_track(results, args.per_track_dir)}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Usage:
     python benchmarks/score_basic_pitch.py --data bach10 --root /path/to/Bach10
     python benchmarks/score_basic_pitch.py --data medleydb --root /path/to/MedleyDB --split train
         [--peer-python /work/peers/basic-pitch/bin/python] [--out benchmarks/results/...json]
+        [--per-track-dir DIR] [--ckpt <run>/checkpoints/<x>.ckpt]
 
 Each track is loaded with the project's loader (`mir.data.bach10.Bach10`,
 `mir.data.medleydb.MedleyDB`) and its mono audio at 22050 Hz, exactly what our model hears,
@@ -21,7 +22,16 @@ peer's venv; install in benchmarks/README.md). Its output becomes estimates for 
 
 Scores come from the project's `MultiF0Task` / `SingleF0Task` (`mir_eval.multipitch`,
 `mir_eval.melody`), averaged over tracks as `mir.evaluate` does; the table and a JSON with
-per-track scores and basic-pitch's timings are written.
+per-track scores and basic-pitch's timings are written. ``--per-track-dir DIR`` also writes
+``DIR/per_track.json`` in `mir.evaluate`'s format (systems ``basic-pitch (notes)`` with
+tasks multif0, melody, vocal, bass, and ``basic-pitch (contour)`` with multif0; tracks
+named ``<data>/<track>`` as `mir.evaluate` names them), which
+``python -m mir.report compare`` reads beside `mir.evaluate`'s output for our checkpoints.
+
+Timing is warm for every system: basic-pitch runs `predict` once untimed before timing
+(`basic_pitch_peer.py`), and with ``--ckpt`` our model (`MirModule.predict_track`, full-track
+inference and decoding of every head) is run once on the first track before its timed pass,
+in the same run; the CPU time per 30 s of audio of each is printed, and their ratio.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +100,50 @@ def load_dataset(name: str, root: str) -> Any:
     raise SystemExit(f"--data {name}: expected bach10 or medleydb")
 
 
+def time_ours(ckpt: str, tracks: list[Any]) -> float:
+    """CPU seconds of our checkpoint's `predict_track` over `tracks`, after one untimed run
+    on the first track (so that lazy initialisation is not counted, as for basic-pitch)."""
+    import torch
+
+    from mir.checkpoint import load_module
+
+    torch.set_num_threads(2)
+    module, _ = load_module(ckpt, map_location="cpu")
+    module.eval()
+    module.predict_track(tracks[0])  # warm-up
+    c0 = time.process_time()
+    for t in tracks:
+        module.predict_track(t)
+    return time.process_time() - c0
+
+
+def write_per_track(
+    systems: dict[str, tuple[list[dict[str, float]], dict[str, float]]],
+    tracks: list[Any],
+    data: str,
+    out: Path,
+) -> None:
+    """`systems`' per-track scores in `mir.evaluate`'s per_track.json format."""
+    from mir.report import write_json
+
+    per: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for system, (rows, _) in systems.items():
+        task, _, how = system.partition(" (")
+        name = "basic-pitch (contour)" if how.startswith("contour") else "basic-pitch (notes)"
+        labelled = [t for t in tracks if _task_of(task).has_labels(t)]
+        per.setdefault(name, {})[task] = [
+            {"track": f"{data}/{t.name}", **r} for t, r in zip(labelled, rows, strict=True)
+        ]
+    write_json(out / "per_track.json", per)
+    print(f"per-track scores written to {out}/per_track.json", file=sys.stderr)
+
+
+def _task_of(name: str) -> Any:
+    from mir.tasks.salience import MultiF0Task, SingleF0Task
+
+    return MultiF0Task("multif0") if name == "multif0" else SingleF0Task(name, voice=name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, choices=("bach10", "medleydb"))
@@ -96,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--peer-python", default=str(PEER_PYTHON))
     parser.add_argument("--out", default=None)
+    parser.add_argument("--per-track-dir", default=None, help="write per_track.json here")
+    parser.add_argument("--ckpt", default=None, help="also time our checkpoint, warm")
     args = parser.parse_args(argv)
     peer = Path(args.peer_python)
     if not peer.is_file():
@@ -108,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     tracks = [ds.load(t) for t in ds.track_ids(args.split)]
     if not tracks:
         raise SystemExit(f"the {args.split} split of {args.root} is empty")
+    ours_cpu = time_ours(args.ckpt, tracks) if args.ckpt else None
     with tempfile.TemporaryDirectory() as tmp:
         wavs = []
         for tr in tracks:
@@ -116,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         timings = run_peer(wavs, Path(tmp) / "out", peer)
         outputs = [dict(np.load(Path(tmp) / "out" / f"{tr.name}.npz")) for tr in tracks]
 
-    systems: dict[str, dict[str, Any]] = {}
+    systems: dict[str, tuple[list[dict[str, float]], dict[str, float]]] = {}
     mf0 = MultiF0Task("multif0")
     by_notes = [(o["times"], notes_to_multif0(o["times"], o["notes"])) for o in outputs]
     by_contour = [
@@ -141,15 +199,23 @@ def main(argv: list[str] | None = None) -> int:
         for k in keys:
             print(f"| {system} | {k} | {summary.get(k, float('nan')):.3f} |")
     print(
-        f"time: {wall:.2f} s wall, {cpu:.2f} s CPU (predict, model loaded) = "
+        f"time: {wall:.2f} s wall, {cpu:.2f} s CPU (predict, model loaded, warm) = "
         f"{30 * cpu / audio_s:.2f} s CPU per 30 s of audio"
     )
+    if ours_cpu is not None:
+        print(
+            f"ours ({args.ckpt}): {ours_cpu:.2f} s CPU (warm) = {30 * ours_cpu / audio_s:.2f} s "
+            f"CPU per 30 s of audio; basic-pitch / ours = {cpu / ours_cpu:.2f}"
+        )
+    if args.per_track_dir:
+        write_per_track(systems, tracks, args.data, Path(args.per_track_dir))
     result = {
         "data": args.data,
         "split": args.split,
         "tracks": [t.name for t in tracks],
         "audio_seconds": audio_s,
         "timings": timings,
+        "ours_cpu_seconds": ours_cpu,
         "scores": {s: {"mean": summ, "per_track": pt} for s, (pt, summ) in systems.items()},
     }
     out = Path(args.out or REPO / "benchmarks" / "results" / f"basic_pitch_{args.data}.json")

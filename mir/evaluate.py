@@ -150,13 +150,14 @@ def evaluate(
     split: str,
     baselines: bool = True,
     max_tracks: int | None = None,
-) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, dict[str, Any]], int]:
+) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, dict[str, Any]], int, dict]:
     """Score `module` (and each task's baseline) on every track of `split`.
 
     Returns:
         per_track: system -> task -> [{"track": name, metric: value}].
         summary: system -> task -> metric -> {"mean", "median", "n"} or {"value"}.
         n_tracks: tracks evaluated (at most `max_tracks` per dataset, the first by id).
+        coverage: task -> {"scored": n, "skipped": [{"track", "reason"}]}.
     """
     from tqdm import tqdm
 
@@ -178,6 +179,7 @@ def evaluate(
     ids = [(d, tid) for d, ds in datasets.items() for tid in ds.track_ids(split)[:cap]]
     if not ids:
         raise ConfigError(f"the {split} split of {', '.join(datasets)} is empty")
+    coverage: dict[str, dict[str, Any]] = {n: {"scored": 0, "skipped": []} for n in tasks}
     for dname, tid in tqdm(ids, desc=f"mir.evaluate {split}", unit="track", file=sys.stderr):
         track = datasets[dname].load(tid)
         track.name = f"{dname}/{track.name}"
@@ -186,6 +188,10 @@ def evaluate(
         estimates = {"model": predict_streamed(module, track)}  # no whole raw outputs
         if baselines:
             estimates["baseline"] = {n: t.baseline(track) for n, t in tasks.items()}
+        for name, task in tasks.items():
+            reason = task.skip_reason(track)
+            coverage[name]["scored"] += reason is None
+            coverage[name]["skipped"] += [{"track": track.name, "reason": reason}] if reason else []
         for system, est in estimates.items():
             for name, task in tasks.items():
                 scores, _ = task.evaluate([track], [est[name]])
@@ -202,7 +208,7 @@ def evaluate(
             else:
                 task_summary = {k: math.nan for r in rows for k in r if k != "track"}
             summary[system][name] = summarise(rows, task_summary)
-    return per_track, summary, len(ids)
+    return per_track, summary, len(ids), coverage
 
 
 def per_track_csv(per_track: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> str:
@@ -255,7 +261,7 @@ def run(
     from mir.checkpoint import checkpoint_file, checkpoint_name, load_module
     from mir.data.base import check_split
     from mir.predict import as_bool, as_int, check_writable_dir, parse_device, to_device
-    from mir.report import write_json
+    from mir.report import coverage_lines, write_json
     from mir.train import instantiate
 
     if not ckpt:
@@ -279,7 +285,7 @@ def run(
     datasets = {name: instantiate(node) for name, node in data_cfg.datasets.items()}
     if not datasets:
         raise ConfigError(f"data={data}: no datasets configured")
-    per_track, summary, n = evaluate(module, datasets, str(split), baselines, cap)
+    per_track, summary, n, coverage = evaluate(module, datasets, str(split), baselines, cap)
 
     text = per_track_csv(per_track)
     atomic_write(out / "per_track.csv", lambda tmp: Path(tmp).write_text(text))
@@ -289,10 +295,13 @@ def run(
         "data": data,
         "split": split,
         "tracks": n,
+        "seed": run_cfg.get("seed"),
+        "coverage": coverage,
         **summary,
     }
     write_json(out / "summary.json", result)
     print(summary_table(summary, title=f"{data} {split}: {n} tracks (full-track inference)"))
+    print("\n".join(coverage_lines(coverage, n)))
     print(f"\nmir.evaluate: scores written to {out}/", file=sys.stderr)
     return result
 

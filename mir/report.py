@@ -3,6 +3,12 @@
 Usage:
     python -m mir.report collect <multirun dir> [<multirun dir> ...] [--out table.md]
         [--stage test] [--metric <task>/<mir_eval key> ...] [--no-baseline]
+    python -m mir.report compare <run or multirun dir> [[<label>=]<dir> ...] [--by KEY]
+        [--metric <task>/<mir_eval key> ...] [--out PREFIX] [--wandb]
+
+``compare`` (`mir.compare`) compares systems over seeds and tracks: means with bootstrap
+confidence intervals, paired differences with Wilcoxon tests, Holm-corrected; it writes
+Markdown, CSV and JSON (``--out PREFIX``) and a W&B table (``--wandb``, offline by default).
 
 ``collect`` reads every job folder of one or more Hydra multiruns
 (``<dir>/<job>/scores.json``, written by ``mir.train``, and
@@ -17,8 +23,10 @@ are listed on a line above the table.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -59,6 +67,34 @@ def baseline_scores(tasks: Mapping[str, Task], tracks: list[Track]) -> dict[str,
     return out
 
 
+def coverage(tasks: Mapping[str, Task], tracks: Sequence[Track]) -> dict[str, dict[str, Any]]:
+    """Per task, how many of `tracks` it scores and which it skips, with the reason.
+
+    Returns:
+        task -> {"scored": n, "skipped": [{"track": name, "reason": text}]}.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, task in tasks.items():
+        skipped = []
+        for t in tracks:
+            reason = task.skip_reason(t)
+            if reason is not None:
+                skipped.append({"track": t.name, "reason": reason})
+        out[name] = {"scored": len(tracks) - len(skipped), "skipped": skipped}
+    return out
+
+
+def coverage_lines(cov: Mapping[str, Mapping[str, Any]], n_tracks: int) -> list[str]:
+    """One line per task: tracks scored out of `n_tracks`, and the skipped ones with why."""
+    lines = []
+    for task, c in cov.items():
+        line = f"{task}: {c['scored']} of {n_tracks} tracks scored"
+        if c["skipped"]:
+            line += "; skipped: " + ", ".join(f"{s['track']} ({s['reason']})" for s in c["skipped"])
+        lines.append(line)
+    return lines
+
+
 def fmt_score(v: Any) -> str:
     """A score to 3 decimals; "-" for a missing or NaN one."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -71,8 +107,12 @@ def score_table(
     baseline: Mapping[str, Mapping[str, float]] | None = None,
     title: str = "",
     max_rows_per_task: int = 24,
+    coverage: Mapping[str, Mapping[str, Any]] | None = None,
+    n_tracks: int = 0,
 ) -> str:
-    """A plain-text table: task, metric, model score (and baseline)."""
+    """A plain-text table: task, metric, model score (and baseline); with `coverage`
+    (`coverage`'s output for the `n_tracks` tracks), a line per task below it saying how
+    many tracks it scored and which it skipped, and why."""
     rows: list[tuple[str, ...]] = [
         ("task", "metric", "model") + (("baseline",) if baseline else ())
     ]
@@ -84,7 +124,10 @@ def score_table(
             if baseline:
                 row += (fmt_score(baseline.get(task, {}).get(k)),)
             rows.append(row)
-    return text_table(rows, title)
+    table = text_table(rows, title)
+    if coverage:
+        table += "\n" + "\n".join(coverage_lines(coverage, n_tracks))
+    return table
 
 
 def median_scores(per_track: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict:
@@ -119,6 +162,65 @@ def write_json(path: str | Path, data: Any) -> Path:
     """Write `data` as JSON atomically."""
     text = json.dumps(data, indent=2, sort_keys=False, default=float)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text), suffix=".json")
+
+
+# -- run identity ------------------------------------------------------------------------------
+IDENTITY_IGNORED = ("seed", "output_dir", "ckpt_path")
+"""Top-level config keys left out of `config_hash`: the seed (so every seed of one
+configuration shares a hash), where the run writes, and which checkpoint it resumes."""
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """A short hash of a run's config, without `IDENTITY_IGNORED` keys.
+
+    Args:
+        config: the config as a plain dict, interpolations unresolved (so ``${seed}``
+            stays a reference to the seed, and paths derived from the run dir do not count).
+    """
+    kept = {k: v for k, v in config.items() if k not in IDENTITY_IGNORED}
+    text = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """The commit checked out where `path` (default: this package) lies; None outside a git
+    checkout or without git. A ``-dirty`` suffix marks uncommitted changes to tracked files."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = head.stdout.strip() or None
+    if commit and dirty.returncode == 0 and dirty.stdout.strip():
+        commit += "-dirty"
+    return commit
+
+
+def run_identity(cfg: Any) -> dict[str, Any]:
+    """What `scores.json` records about a run: its seed, config hash and git commit, and the
+    torch thread count (CPU results are bit-identical only for the same count)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(config, dict)
+    return {
+        "seed": int(cfg.seed),
+        "config_hash": config_hash({str(k): v for k, v in config.items()}),
+        "git_commit": git_commit(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 # -- multirun collector -----------------------------------------------------------------------
@@ -298,7 +400,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a column, e.g. 'melody/Voicing Recall' (repeatable; default the f0 metrics)",
     )
     col.add_argument("--no-baseline", action="store_true", help="leave out the baseline row")
+    cmp = sub.add_parser("compare", help="systems over seeds: intervals and paired tests")
+    cmp.add_argument(
+        "roots", nargs="+", metavar="[LABEL=]DIR", help="run, multirun or mir.evaluate folder(s)"
+    )
+    cmp.add_argument("--by", help="config key whose value names a run's system, e.g. task")
+    cmp.add_argument(
+        "--metric",
+        action="append",
+        metavar="TASK/KEY",
+        help="a row, e.g. 'melody/Raw Pitch Accuracy' (repeatable; default each task's monitor)",
+    )
+    cmp.add_argument("--out", help="write PREFIX.md, PREFIX.csv and PREFIX.json")
+    cmp.add_argument("--wandb", action="store_true", help="also log a W&B table (offline)")
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        return _compare_cli(args)
     try:
         rows = []
         for root in args.roots:
@@ -320,6 +437,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [r["job"] for r in rows if r["scores"] is None]
     if missing:
         print(f"mir.report: no scores.json in {', '.join(missing)}", file=sys.stderr)
+    return 0
+
+
+def _compare_cli(args: argparse.Namespace) -> int:
+    from mir import compare as cmp
+
+    try:
+        runs = [r for root in args.roots for r in cmp.read_runs(root, args.by)]
+        cmp.name_systems(runs)
+        metrics = [parse_column(c) for c in args.metric] if args.metric else None
+        result = cmp.compare(runs, metrics)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(cmp.markdown(result))
+    if args.out:
+        for path in cmp.write(result, args.out):
+            print(f"mir.report: written {path}", file=sys.stderr)
+    if args.wandb:
+        where = cmp.log_wandb(result, Path(args.out).parent if args.out else Path("."))
+        print(f"mir.report: W&B table in {where}", file=sys.stderr)
     return 0
 
 

@@ -178,11 +178,22 @@ def _run(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
     import pytorch_lightning as pl
 
     from mir.audio import set_strict
-    from mir.report import baseline_scores, median_scores, score_table, write_json
+    from mir.report import (
+        baseline_scores,
+        coverage,
+        median_scores,
+        run_identity,
+        score_table,
+        write_json,
+    )
 
     if not cfg.get("task"):
         raise ConfigError("no task selected: use task=<name> or task=[a,b]")
     set_strict(bool(cfg.get("strict", False)))
+    if cfg.get("threads"):  # CPU sums are bit-identical only for one thread count
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
     out_dir = Path(cfg.output_dir)
     pl.seed_everything(int(cfg.seed), workers=True)
 
@@ -204,7 +215,7 @@ def _run(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    result: dict[str, Any] = {"monitor": module.monitor}
+    result: dict[str, Any] = {"monitor": module.monitor, **run_identity(cfg)}
     if cfg.train:
         # Lightning >= 2.5 takes weights_only; the file was checked as data-only above anyway
         takes = "weights_only" in signature(trainer.fit).parameters
@@ -224,10 +235,14 @@ def _run(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
         if cfg.baselines:
             base = baseline_scores(module.tasks, datamodule.tracks("test"))
             result["test_baseline"] = base
+        test_tracks = datamodule.tracks("test")
+        result["test_coverage"] = coverage(module.tasks, test_tracks)
         table = score_table(
             result["test"],
             base,
-            title=f"Full-track test scores ({len(datamodule.tracks('test'))} tracks)",
+            title=f"Full-track test scores ({len(test_tracks)} tracks)",
+            coverage=result["test_coverage"],
+            n_tracks=len(test_tracks),
         )
         print("\n" + table + "\n", flush=True)
     if not trainer.is_global_zero:

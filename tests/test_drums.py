@@ -170,3 +170,26 @@ def test_8class_config_trains_on_embedded(compose, tmp_path):
     assert math.isfinite(test["mean/F-measure"])
     assert math.isfinite(test["kick/F-measure@20ms"])
     assert "ride/F-measure" not in test or math.isnan(test["ride/F-measure"])
+
+
+def test_classes_absent_from_a_track_are_counted_and_scored_apart(fe):
+    """The no-onset baseline scores F = 1 for hi-hat on tracks without hi-hat (the
+    empty-equals-perfect convention); the ``(present)`` keys and the per-class track
+    counts show that it found none of the hi-hats that were played."""
+    task = make_task(fe)
+    beat = np.arange(0.5, 5.0, 0.5)
+    tracks = [
+        onset_track(fe.sr, {"kick": beat, "snare": beat + 0.25, "hihat": np.zeros(0)}),
+        onset_track(fe.sr, {"kick": beat, "snare": np.zeros(0), "hihat": np.zeros(0)}),
+        onset_track(fe.sr, {"kick": beat, "snare": beat + 0.25, "hihat": beat + 0.1}),
+    ]
+    per_track, summary = task.evaluate(tracks, [task.baseline(t) for t in tracks])
+    assert [s["hihat/F-measure"] for s in per_track] == [1.0, 1.0, 0.0]
+    assert summary["hihat/F-measure"] == pytest.approx(2 / 3)  # mir_eval-style convention
+    assert [math.isnan(s["hihat/F-measure (present)"]) for s in per_track] == [True, True, False]
+    assert summary["hihat/F-measure (present)"] == 0.0  # over the one track with hi-hat
+    assert summary["snare/F-measure (present)"] == 0.0
+    assert summary["mean/F-measure (present)"] == 0.0
+    assert summary["mean/F-measure"] == pytest.approx((1 / 3 + 2 / 3 + 0) / 3)
+    counts = [summary[f"{c}/tracks with onsets"] for c in KSH]
+    assert counts == [3.0, 2.0, 1.0]

@@ -44,6 +44,12 @@ def test_summary_keys_are_the_tasks_mir_eval_keys(evaluated, trained_module):  #
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tracks"] == 3
     assert set(summary["model"]) == set(module.tasks)
+    # every task says how many of the 3 tracks it scored and why it skipped the others
+    for name in module.tasks:
+        cov = summary["coverage"][name]
+        assert cov["scored"] + len(cov["skipped"]) == 3, name
+        assert cov["scored"] == len({r["track"] for r in result_rows(out, name)}), name
+    assert summary["seed"] == module.run_config["seed"]
     for name in module.tasks:
         assert EXPECTED_KEYS[name] <= set(summary["model"][name]), name
         assert set(summary["baseline"][name]) == set(summary["model"][name])
@@ -53,6 +59,10 @@ def test_summary_keys_are_the_tasks_mir_eval_keys(evaluated, trained_module):  #
     t = np.arange(10) * 0.01
     ref = mir_eval.melody.evaluate(t, np.full(10, 220.0), t, np.full(10, 220.0))
     assert list(summary["model"]["melody"]) == list(ref)
+
+
+def result_rows(out, task):
+    return json.loads((out / "per_track.json").read_text())["model"][task]
 
 
 def test_summary_is_mean_and_median_of_per_track_csv(evaluated):

@@ -119,3 +119,41 @@ def test_median_scores_over_tracks_ignore_nan_and_names() -> None:
     ]
     med = median_scores({"separation": rows})
     assert med == {"separation": {"vocals/SDR": 4.0, "vocals/SIR": 3.0}}
+
+
+def test_score_tables_say_what_was_scored_and_why_tracks_were_skipped() -> None:
+    """An instrumental track (silent vocals), a track without stems and one without f0:
+    each task's line counts the tracks it scored and names the others with the reason."""
+    import numpy as np
+
+    from mir.data.track import Track
+    from mir.report import coverage, score_table
+    from mir.tasks.salience import SingleF0Task
+    from mir.tasks.separation import SeparationTask
+
+    n = 1000
+    tone = np.ones(n, np.float32)
+    f0 = (np.arange(3) * 0.1, np.full(3, 220.0))
+    stems = {"vocals": tone, "accompaniment": tone}
+    song = Track("song", tone, 8000, stems=stems, f0={"melody": f0})
+    instrumental = Track(
+        "instrumental", tone, 8000, stems={"vocals": 0 * tone, "accompaniment": tone}
+    )
+    bare = Track("bare", tone, 8000)
+    tasks = {"separation": SeparationTask(), "melody": SingleF0Task("melody", voice="melody")}
+    cov = coverage(tasks, [song, instrumental, bare])
+    assert cov["separation"] == {
+        "scored": 1,
+        "skipped": [
+            {"track": "instrumental", "reason": "vocals stem silent (instrumental track)"},
+            {"track": "bare", "reason": "no stems"},
+        ],
+    }
+    assert cov["melody"]["scored"] == 1
+    assert [s["reason"] for s in cov["melody"]["skipped"]] == ["no melody annotation"] * 2
+    table = score_table({"separation": {"vocals/SDR": 1.0}}, coverage=cov, n_tracks=3)
+    assert (
+        "separation: 1 of 3 tracks scored; skipped: instrumental (vocals stem silent "
+        "(instrumental track)), bare (no stems)" in table
+    )
+    assert "melody: 1 of 3 tracks scored; skipped: instrumental (no melody annotation)" in table

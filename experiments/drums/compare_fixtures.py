@@ -1,7 +1,8 @@
 """Score a drums+beats checkpoint and madmom on the MDB Drums fixtures with one scorer.
 
     python experiments/drums/compare_fixtures.py --ckpt <run>/checkpoints/last.ckpt \
-        [--root ../shared/fixtures/mdb_drums] [--madmom-json est.json] [--out scores.json]
+        [--root ../shared/fixtures/mdb_drums] [--madmom-json est.json] [--out scores.json] \
+        [--per-track-dir DIR]
 
 Every track of the root (all folds: the model never saw MDB Drums) is read with
 `mir.data.mdb_drums.MDBDrums` (``drum_only`` audio, 6-class labels) and scored with the
@@ -15,6 +16,12 @@ into one (simultaneous kick and hi-hat are one onset; madmom's OnsetDetector com
 within 30 ms too), scored by `mir_eval.onset.evaluate` at 50 ms. Our model's generic
 onsets are the union of its kick/snare/hi-hat estimates merged the same way (it has no
 tom or cymbal output, so this understates it).
+
+``--per-track-dir DIR`` writes ``DIR/per_track.json`` in `mir.evaluate`'s format
+(``{system: {task: [{"track": "mdb_drums/<id>", <metric>: value}]}}``, our system named
+``model``, tasks ``drums``, ``beats`` and ``onsets``) and ``DIR/summary.json`` with the
+checkpoint's seed, so that ``python -m mir.report compare`` reads it beside `mir.evaluate`
+outputs and other checkpoints (one folder per checkpoint: its seeds).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ def main() -> None:
     ap.add_argument("--root", default=str(REPO.parent / "shared" / "fixtures" / "mdb_drums"))
     ap.add_argument("--madmom-json", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--per-track-dir", default=None, help="write per_track.json here")
     args = ap.parse_args()
 
     module, cfg = load_module(args.ckpt)
@@ -108,6 +116,34 @@ def main() -> None:
         print(f"| {system} | " + " | ".join(cells) + " |")
     if args.out:
         Path(args.out).write_text(json.dumps({"per_track": rows, "mean": summary}, indent=1))
+    if args.per_track_dir:
+        write_per_track(rows, Path(args.per_track_dir), cfg.get("seed"))
+
+
+def write_per_track(
+    rows: dict[str, dict[str, dict[str, float]]], out: Path, seed: int | None
+) -> None:
+    """`rows` (system -> track -> ``<task>/<metric>`` or drum keys) in `mir.evaluate`'s
+    per-track format: our drum keys under ``drums``, ``beats/...`` under ``beats``,
+    ``onsets/...`` under ``onsets``; ``ours`` becomes ``model``."""
+    from mir.report import write_json
+
+    per: dict[str, dict[str, list[dict[str, float | str]]]] = {}
+    for system, tracks in rows.items():
+        name = "model" if system == "ours" else system
+        for tid, scores in tracks.items():
+            by_task: dict[str, dict[str, float]] = {}
+            for key, v in scores.items():
+                task, _, metric = key.partition("/")
+                if task not in ("beats", "onsets"):
+                    task, metric = "drums", key
+                by_task.setdefault(task, {})[metric] = float(v)
+            for task, vals in by_task.items():
+                row = {"track": f"mdb_drums/{tid}", **vals}
+                per.setdefault(name, {}).setdefault(task, []).append(row)
+    write_json(out / "per_track.json", per)
+    write_json(out / "summary.json", {"seed": seed})
+    print(f"per-track scores written to {out}/per_track.json")
 
 
 if __name__ == "__main__":

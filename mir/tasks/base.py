@@ -82,6 +82,10 @@ class Task(ABC):
     def targets(self, track: Track, window: Window) -> np.ndarray:
         """Training targets for `window` of `track` (zeros when `has_labels` is False)."""
 
+    def skip_reason(self, track: Track) -> str | None:
+        """Why `evaluate` leaves `track` out (None: it is scored), for score tables."""
+        return None if self.has_labels(track) else f"no {self.name} annotation"
+
     def stems_needed(self) -> tuple[str, ...]:
         """Stems this task reads from tracks (others may be dropped to save memory)."""
         return ()

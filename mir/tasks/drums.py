@@ -23,6 +23,12 @@ Conventions:
       default, the stricter tolerance of later ADT work) the F-measure only, keys
       ``<class>/F-measure@20ms`` and ``mean/F-measure@20ms``. A class with no reference
       and no estimated onset scores 1 (mir_eval would return 0 and warn).
+    * That convention lets an empty estimate score 1 on every track without the class (the
+      no-onset baseline gets 1.0 for hi-hat on tracks without hi-hat), so beside it:
+      ``<class>/F-measure (present)``, the F-measure on tracks where the class has at least
+      one reference onset (NaN elsewhere, so means run over those tracks only), their mean
+      per track ``mean/F-measure (present)``, and in the summary over a set
+      ``<class>/tracks with onsets``, the number of tracks where the class occurs.
 """
 
 from __future__ import annotations
@@ -186,13 +192,14 @@ class DrumsTask(Task):
         suffixes = [window_suffix(w) for w in self.extra_windows]
         out: dict[str, float] = {}
         fs: list[float] = []
+        fs_present: list[float] = []
         fs_extra: list[list[float]] = [[] for _ in self.extra_windows]
         for cls, known, ref, est in zip(
             self.classes, self.known(track), self._events(track), estimate, strict=True
         ):
             est = np.asarray(est, dtype=np.float64)
             if not known:
-                for k in ("F-measure", "Precision", "Recall"):
+                for k in ("F-measure", "Precision", "Recall", "F-measure (present)"):
                     out[f"{cls}/{k}"] = nan
                 for sfx in suffixes:
                     out[f"{cls}/F-measure{sfx}"] = nan
@@ -201,14 +208,30 @@ class DrumsTask(Task):
             for k, v in scores.items():
                 out[f"{cls}/{k}"] = float(v)
             fs.append(float(scores["F-measure"]))
+            out[f"{cls}/F-measure (present)"] = fs[-1] if len(ref) else nan
+            if len(ref):
+                fs_present.append(fs[-1])
             for i, (w, sfx) in enumerate(zip(self.extra_windows, suffixes, strict=True)):
                 f = float(_onset_scores(ref, est, w)["F-measure"])
                 out[f"{cls}/F-measure{sfx}"] = f
                 fs_extra[i].append(f)
         out["mean/F-measure"] = float(np.mean(fs)) if fs else nan
+        out["mean/F-measure (present)"] = float(np.mean(fs_present)) if fs_present else nan
         for sfx, vals in zip(suffixes, fs_extra, strict=True):
             out[f"mean/F-measure{sfx}"] = float(np.mean(vals)) if vals else nan
         return out
+
+    def evaluate(
+        self, tracks: list[Track], estimates: list[list[np.ndarray]]
+    ) -> tuple[list[dict[str, float]], dict[str, float]]:
+        """Per-track scores and their means, plus per class the number of tracks on which
+        it has reference onsets (``<class>/tracks with onsets``)."""
+        per_track, summary = super().evaluate(tracks, estimates)
+        labelled = [t for t in tracks if self.has_labels(t)]
+        for cls in self.classes:
+            n = sum(len(np.atleast_1d(t.onsets.get(cls, ()))) > 0 for t in labelled if t.onsets)
+            summary[f"{cls}/tracks with onsets"] = float(n)
+        return per_track, summary
 
     def baseline(self, track: Track) -> list[np.ndarray]:
         return [np.zeros(0) for _ in self.classes]

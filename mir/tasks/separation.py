@@ -111,6 +111,18 @@ class SeparationTask(Task):
             return False
         return all(s in track.stems and np.any(track.stems[s]) for s in self.sources)
 
+    def skip_reason(self, track: Track) -> str | None:
+        if self.has_labels(track):
+            return None
+        if track.stems is None:
+            return "no stems"
+        missing = [s for s in self.sources if s not in track.stems]
+        if missing:
+            return f"no {', '.join(missing)} stem"
+        silent = [s for s in self.sources if not np.any(track.stems[s])]
+        what = " (instrumental track)" if silent == ["vocals"] else ""
+        return f"{', '.join(silent)} stem silent{what}"
+
     def targets(self, track: Track, window: Window) -> np.ndarray:
         out = np.zeros((len(self.sources), window.n_samples), dtype=np.float32)
         if not self.has_labels(track):
