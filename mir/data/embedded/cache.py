@@ -28,8 +28,8 @@ from mir.data.embedded.synth import FORMAT_VERSION, STEMS, RenderedPiece, accomp
 from mir.data.track import Track
 from mir.errors import AudioError, DatasetError
 
-MARKER = "DONE"
-SKIPPED = "SKIPPED"
+MARKER = "DONE"  # written last: a folder without it is never trusted
+SKIPPED = "SKIPPED"  # a score that cannot be rendered: not tried again
 
 
 def default_root() -> Path:
@@ -178,29 +178,7 @@ def read_piece(folder: Path, track_id: str, sr: int, split: str) -> Track:
     }
     stems["vocals"] = stems["soprano"]
     stems["accompaniment"] = accompaniment(stems)
-    hop = int(ann["hop"])
-    n_frames = len(next(iter(ann["f0"].values())))
-    times = np.arange(n_frames) * hop / sr
-    f0 = {r: np.asarray(v, dtype=np.float64) for r, v in ann["f0"].items()}
-    melody = f0["soprano"]
-    meta = dict(ann["meta"], split=split)
-    return Track(
-        name=track_id,
-        audio=audio,
-        sr=sr,
-        stems=stems,
-        f0={
-            "melody": (times, melody),
-            "vocal": (times, melody.copy()),
-            "bass": (times, f0["bass"]),
-        },
-        multif0=(times, [np.asarray(f, dtype=np.float64) for f in ann["multif0"]]),
-        onsets={k: np.asarray(v, dtype=np.float64) for k, v in ann["onsets"].items()},
-        beats=np.asarray(ann["beats"], dtype=np.float64),
-        downbeats=np.asarray(ann["downbeats"], dtype=np.float64),
-        tags=list(ann["tags"]),
-        meta=meta,
-    )
+    return _track(ann, track_id, sr, split, audio, stems)
 
 
 def piece_signals(folder: Path, stored: set[str]) -> dict[str, list[tuple[Path, float]]]:
@@ -223,15 +201,28 @@ def piece_annotations(folder: Path, track_id: str, sr: int, split: str) -> tuple
         ann = json.loads((folder / "annotations.json").read_text())
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{folder}: cannot read annotations ({exc})") from None
+    return _track(ann, track_id, sr, split, np.zeros(0, np.float32), None), set(ann["stems"])
+
+
+def _track(
+    ann: dict[str, Any],
+    track_id: str,
+    sr: int,
+    split: str,
+    audio: np.ndarray,
+    stems: dict[str, np.ndarray] | None,
+) -> Track:
+    """A `Track` from a piece's ``annotations.json`` record (f0 on frames of ``hop`` samples)."""
     hop = int(ann["hop"])
     n_frames = len(next(iter(ann["f0"].values())))
     times = np.arange(n_frames) * hop / sr
     f0 = {r: np.asarray(v, dtype=np.float64) for r, v in ann["f0"].items()}
     melody = f0["soprano"]
-    track = Track(
+    return Track(
         name=track_id,
-        audio=np.zeros(0, np.float32),
+        audio=audio,
         sr=sr,
+        stems=stems,
         f0={
             "melody": (times, melody),
             "vocal": (times, melody.copy()),
@@ -244,4 +235,3 @@ def piece_annotations(folder: Path, track_id: str, sr: int, split: str) -> tuple
         tags=list(ann["tags"]),
         meta=dict(ann["meta"], split=split),
     )
-    return track, set(ann["stems"])

@@ -138,7 +138,7 @@ def all_candidates() -> tuple[Candidate, ...]:
     best: dict[str, tuple[int, Candidate]] = {}
     # iterating a MetadataBundle indexes a fresh list per item (quadratic): read its dict
     entries = getattr(bundle, "_metadataEntries", None)
-    for entry in entries.values() if isinstance(entries, dict) else bundle:
+    for entry in entries.values() if isinstance(entries, dict) else bundle:  # type: ignore[union-attr]
         md = entry.metadata
         path = str(entry.sourcePath)
         if md is None or entry.number is not None or path.split("/")[0] not in folders:

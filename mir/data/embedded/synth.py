@@ -60,7 +60,7 @@ STEMS = (*ROLES, "drums")
 RENDER_SR = 48000  # midirenderer always renders 48 kHz stereo 16-bit
 TAIL_S = 1.0  # release time kept after the last note (s)
 FADE_S = 0.02  # fade-out at a crop (s)
-PEAK = 0.9
+PEAK = 0.9  # peak of the mix after the one gain
 TRANSPOSE_RANGE = (-5, 6)
 PITCH_RANGE = (36, 84)  # transposition keeps every part inside C2..C6 where possible
 
