@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from mir.data import embedded as E
 from mir.data.base import SPLITS
+from mir.data.embedded import synth
 from mir.data.track import Track
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,6 +220,57 @@ def test_piece_without_drums() -> None:
     assert "drums" not in piece.annotations["tags"]
     no_drums = sum(not E.has_drum_part(c.corpus_path, 0) for c in E.piece_order(0))
     assert 0.1 < no_drums / len(E.piece_order(0)) < 0.3
+
+
+@pytest.mark.parametrize(("sig", "beat_ql"), [("4/4", 1.0), ("3/4", 1.0), ("6/8", 1.5)])
+def test_tempo_phase_rotates_classes_and_counts_the_metres_beat(sig: str, beat_ql: float) -> None:
+    from music21 import meter
+
+    ts = meter.TimeSignature(sig)
+    rng = np.random.default_rng(0)
+    tempi = [synth.choose_tempo(ts, rank, 0, rng) for rank in range(6)]
+    assert [t.tempo_class for t in tempi] == [*E.TEMPO_CLASSES] * 2
+    for t in tempi:
+        lo, hi = E.TEMPO_CLASSES[t.tempo_class]
+        assert lo - 0.01 <= t.bpm <= hi + 0.01  # quantised to whole microseconds
+        assert t.beat_ql == beat_ql
+        # one beat of the metre lasts 60 / bpm s
+        assert t.sec_per_tick * beat_ql * E.TPQ == pytest.approx(60.0 / t.bpm)
+
+
+def test_transposition_phase_keeps_parts_in_range() -> None:
+    rng = np.random.default_rng(0)
+    lo, hi = synth.PITCH_RANGE
+    low_piece = [[(0, 480, lo - 3), (480, 960, lo + 10)], [(0, 960, lo)]]
+    for _ in range(50):  # a piece that fits is moved inside the range
+        shift = synth.choose_transposition(low_piece, rng)
+        assert shift >= 3
+        assert shift <= synth.TRANSPOSE_RANGE[1]
+    wide = [[(0, 480, lo - 5)], [(0, 480, hi + 5)]]  # wider than the range: stays between
+    assert all(-5 <= synth.choose_transposition(wide, rng) <= 5 for _ in range(50))
+
+
+def test_crop_phase_and_master_phase() -> None:
+    tempo = synth.Tempo("medium", 500_000, 1.0)  # 120 quarter notes per minute
+    parts = [[(0, 4 * E.TPQ, 60)], [(0, 4 * E.TPQ, 48)]]  # 2 s of notes
+    whole = synth.choose_crop(parts, tempo, 10.0, 10 * 2 * E.TPQ, SR)
+    assert whole.duration == pytest.approx(2.0 + synth.TAIL_S)
+    assert not whole.mid_note
+    cut = synth.choose_crop(parts, tempo, 1.0, 2 * E.TPQ, SR)
+    assert cut.duration == 1.0
+    assert cut.n_samples == SR
+    assert cut.mid_note
+    assert cut.crop_tick == 2 * E.TPQ
+
+    stems = {name: np.full(cut.n_samples, 0.1, np.float32) for name in E.STEMS}
+    mastered, gain = synth.master(stems, cut, SR)
+    mix = synth.mix(mastered)
+    assert np.max(np.abs(mix)) == pytest.approx(synth.PEAK, rel=1e-6)
+    assert gain == pytest.approx(synth.PEAK / 0.5)
+    fade = round(synth.FADE_S * SR)
+    assert mix[-1] == 0.0
+    assert np.all(np.diff(mix[-fade:]) <= 0)
+    assert mix[-fade - 1] == pytest.approx(synth.PEAK)
 
 
 def test_beats_follow_tempo_and_metre(tracks: list[Track]) -> None:
