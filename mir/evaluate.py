@@ -17,8 +17,8 @@ Arguments (``key=value``, as for ``mir.train``):
         ``data.datasets.medleydb.root=/data/MedleyDB``; ``data.max_eval_tracks=5``
         evaluates the first 5 tracks (by id) of each dataset's split.
 
-Each track is loaded, run through the model in chunks (`mir.predict.predict_streamed`:
-the estimates of `MirModule.predict_track` without holding the whole track's raw outputs)
+Each track is loaded, run through the model in chunks (`MirModule.analyse`, the one
+inference path: the estimates without holding the whole track's raw outputs)
 and scored by each task's `evaluate` (mir_eval), one track at a time, so memory does not
 grow with the split. A track itself (audio, stems, estimates) is held whole: the dataset
 API and mir_eval's metrics take whole arrays.
@@ -161,7 +161,6 @@ def evaluate(
     from tqdm import tqdm
 
     from mir.data.base import check_split
-    from mir.predict import predict_streamed
 
     check_split(split)
     tasks = module.tasks
@@ -183,7 +182,7 @@ def evaluate(
         track.name = f"{dname}/{track.name}"
         if track.stems is not None:
             track.stems = {k: v for k, v in track.stems.items() if k in keep} or None
-        estimates = {"model": predict_streamed(module, track)}  # no whole raw outputs
+        estimates = {"model": module.analyse(track)[1]}  # no whole raw outputs
         if baselines:
             estimates["baseline"] = {n: t.baseline(track) for n, t in tasks.items()}
         for system, est in estimates.items():
