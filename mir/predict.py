@@ -4,7 +4,8 @@ Usage:
     python -m mir.predict ckpt=<path> input=<file or folder> output=<folder>
         [overwrite=false] [device=cpu] [top_k=5] [min_note=0.05] [strict=false]
 
-Arguments (``key=value``, as for ``mir.train``):
+Arguments (``key=value``: a Hydra app like ``mir.train``, configured by ``conf/predict.yaml``;
+``--help``, ``--cfg job`` and ``-m`` sweeps, e.g. ``-m ckpt=a.ckpt,b.ckpt``, work as there):
     ckpt: checkpoint written by ``mir.train`` (``.../checkpoints/last.ckpt``).
     input: an audio file, or a folder searched recursively for wav, flac, mp3, ogg, aiff.
     output: folder receiving one sub-folder per input file.
@@ -60,59 +61,8 @@ log = logging.getLogger("mir.predict")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
 DONE = "DONE"
 
-DEFAULTS: dict[str, Any] = {
-    "ckpt": None,
-    "input": None,
-    "output": None,
-    "overwrite": False,
-    "device": "cpu",
-    "strict": False,
-    "top_k": 5,
-    "min_note": 0.05,
-}
-
 
 # -- command line ---------------------------------------------------------------------------
-def parse_key_values(
-    argv: Sequence[str], defaults: Mapping[str, Any], passthrough: Sequence[str] = ()
-) -> tuple[dict[str, Any], list[str]]:
-    """Parse ``key=value`` arguments (values read as YAML scalars: true, 3, null...).
-
-    Args:
-        argv: the arguments.
-        defaults: accepted keys and their default values.
-        passthrough: key prefixes (``data.``) returned untouched as raw overrides.
-
-    Returns:
-        The settings, and the pass-through arguments in order.
-
-    Raises:
-        ConfigError: an argument is not ``key=value`` or names an unknown key.
-    """
-    from omegaconf import OmegaConf
-
-    out = dict(defaults)
-    raw: list[str] = []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"argument {arg!r} is not key=value")
-        if any(key.startswith(p) for p in passthrough):
-            raw.append(arg)
-            continue
-        if key not in defaults:
-            raise ConfigError(f"unknown argument {key!r}; expected one of {', '.join(defaults)}")
-        try:
-            out[key] = OmegaConf.from_dotlist([f"v={value}"]).v
-        except Exception:
-            out[key] = value
-    return out, raw
-
-
-def wants_help(argv: Sequence[str]) -> bool:
-    return any(a in ("-h", "--help", "help") for a in argv)
-
-
 def as_bool(value: Any, key: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -180,29 +130,95 @@ def parse_device(device: str) -> Any:
     return dev
 
 
-def run_cli(
-    argv: Sequence[str] | None,
-    doc: str | None,
-    defaults: Mapping[str, Any],
-    body: Callable[[dict[str, Any], list[str]], int],
-    passthrough: Sequence[str] = (),
-) -> int:
-    """The shared entry of the ``key=value`` commands: ``--help`` prints `doc`, arguments
-    are parsed against `defaults`, and a `MirError` becomes one ``error:`` line, exit 2.
+def hydra_app(argv: Sequence[str] | None, config_name: str, body: Callable[[Any], int]) -> int:
+    """The shared entry of ``mir.predict``, ``mir.evaluate`` and ``mir.export``: the Hydra
+    app ``conf/<config_name>.yaml`` (found through `mir.configs.CONF`, as ``mir.train``'s)
+    run on `argv` (default: the command line), so overrides, ``--help``, ``--cfg job`` and
+    ``-m`` sweeps work as for ``mir.train``. Each job's `body(cfg)` returns its exit code;
+    a `MirError` becomes one ``error:`` line, exit 2, as does a bad override (Hydra's message).
 
-    `body(args, passthrough_overrides)` does the work and returns the exit code.
+    Returns:
+        The largest exit code of the jobs (0 for ``--help``).
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv):
-        print(doc)
-        return 0
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import hydra
+
+    from mir.configs import CONF
+
+    codes: list[int] = []
+
+    def job(cfg: Any) -> None:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            codes.append(int(body(cfg)))
+        except MirError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            codes.append(2)
+
     try:
-        args, overrides = parse_key_values(argv, defaults, passthrough=passthrough)
-        return body(args, overrides)
+        check_overrides(sys.argv[1:] if argv is None else argv, CONF / f"{config_name}.yaml")
     except MirError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    app = hydra.main(version_base="1.3", config_path=str(CONF), config_name=config_name)(job)
+    saved = sys.argv
+    sys.argv = [f"mir.{config_name}", *(sys.argv[1:] if argv is None else argv)]
+    try:
+        app()
+    except SystemExit as exc:  # Hydra's own error (printed), e.g. an unknown key
+        if exc.code not in (0, None):
+            return 2
+    finally:
+        sys.argv = saved
+    return max(codes, default=0)
+
+
+_FLAGS_WITH_VALUE = (
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "-i",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+)
+
+
+def check_overrides(argv: Sequence[str], config: Path) -> None:
+    """Check the ``key=value`` arguments of a Hydra app against its config file with Hydra's
+    override parser, so a mistyped one is one line naming it (Hydra's own report is several).
+
+    Raises:
+        ConfigError: an argument is not ``key=value`` or names a key the config lacks.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.load(config)
+    known = [k for k in conf if k not in ("defaults", "hydra")]
+    known += [next(iter(d)) for d in conf.get("defaults", []) if not isinstance(d, str)]
+    parser = OverridesParser.create()
+    skip = False
+    for arg in argv:
+        if skip or arg.startswith("-"):
+            skip = arg in _FLAGS_WITH_VALUE
+            continue
+        if "=" not in arg:
+            raise ConfigError(f"argument {arg!r} is not key=value")
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except HydraException as exc:
+            lines = [ln for ln in str(exc).splitlines() if ln.strip() and "hydra.cc" not in ln]
+            raise ConfigError(f"argument {arg!r}: {lines[-1] if lines else exc}") from None
+        key = override.key_or_group.split(".")[0].split("/")[0]
+        if key not in known and key != "hydra":
+            raise ConfigError(f"unknown argument {key!r}; expected one of {', '.join(known)}")
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -954,11 +970,12 @@ def to_device(module: Any, device: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    def body(args: dict[str, Any], _: list[str]) -> int:
+    def body(cfg: Any) -> int:
         from mir.audio import set_strict
 
-        args["overwrite"] = as_bool(args["overwrite"], "overwrite")
-        set_strict(as_bool(args.pop("strict"), "strict"))
+        args = {k: cfg[k] for k in ("ckpt", "input", "output", "device", "top_k", "min_note")}
+        args["overwrite"] = as_bool(cfg.overwrite, "overwrite")
+        set_strict(as_bool(cfg.strict, "strict"))
         done, skipped, failed = run(**args)
         print(
             f"mir.predict: {done} done, {skipped} already finished (skipped), {failed} failed",
@@ -966,7 +983,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1 if failed else 0
 
-    return run_cli(argv, __doc__, DEFAULTS, body)
+    return hydra_app(argv, "predict", body)
 
 
 if __name__ == "__main__":

@@ -472,3 +472,40 @@ def test_unet_separation_reads_and_resamples_the_file_once(compose, tmp_path, mo
         assert rate == 44100
         assert got.shape == x.shape
         np.testing.assert_allclose(got, want[k].T, atol=1e-4)
+
+
+# -- the Hydra apps: conf/predict.yaml, conf/evaluate.yaml, conf/export.yaml -----------------
+def test_predict_app_writes_only_its_output_in_the_working_folder(
+    trained_ckpt, tmp_path, monkeypatch, capsys  # noqa: F811
+):
+    """A run of the Hydra app leaves no outputs/, .hydra/ or log file in the caller's folder;
+    relative paths are read from that folder (no chdir)."""
+    from mir.predict import main
+
+    monkeypatch.chdir(tmp_path)
+    _tone(tmp_path / "a.wav", 220.0)
+    assert main([f"ckpt={trained_ckpt}", "input=a.wav", "output=out"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "out"]
+    assert (tmp_path / "out" / "a" / "DONE").is_file()
+    assert main(["--help"]) == 0
+    help_text = capsys.readouterr().out
+    for key in ("ckpt: null", "input: null", "output: null", "top_k: 5", "min_note: 0.05"):
+        assert key in help_text
+
+
+def test_apps_sweep_over_checkpoints_with_one_line_errors(tmp_path, monkeypatch, capsys):
+    """``-m ckpt=a,b`` runs one job per checkpoint (each failing on its own line) in each of
+    the three apps; the exit status is the worst job's."""
+    from mir.evaluate import main as evaluate
+    from mir.export import main as export
+    from mir.predict import main as predict
+
+    monkeypatch.chdir(tmp_path)
+    wav = _tone(tmp_path / "a.wav", 220.0)
+    a, b = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
+    assert predict(["-m", f"ckpt={a},{b}", f"input={wav}", "output=o"]) == 2
+    assert evaluate(["-m", f"ckpt={a},{b}", "data=embedded"]) == 2
+    assert export(["--multirun", f"ckpt={a},{b}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    want = [f"error: {c}: checkpoint file does not exist" for c in (a, b)]
+    assert [line for line in err if line.startswith("error:")] == want * 3
