@@ -4,7 +4,9 @@ Usage:
     python -m mir.evaluate ckpt=<path> data=<name> [split=test] [output=<folder>]
         [device=cpu] [baselines=true] [strict=false] [data.<key>=<value> ...]
 
-Arguments (``key=value``, as for ``mir.train``):
+Arguments (``key=value``: a Hydra app like ``mir.train``, configured by ``conf/evaluate.yaml``;
+``-m ckpt=a.ckpt,b.ckpt data=bach10,medleydb`` sweeps; ``data.*`` arguments override the
+dataset config and apply to every job of a sweep):
     ckpt: checkpoint written by ``mir.train``.
     data: a dataset config, ``conf/data/<name>.yaml`` (composed with Hydra; its grid
         settings are taken from the checkpoint's front end, so they match the model).
@@ -17,8 +19,8 @@ Arguments (``key=value``, as for ``mir.train``):
         ``data.datasets.medleydb.root=/data/MedleyDB``; ``data.max_eval_tracks=5``
         evaluates the first 5 tracks (by id) of each dataset's split.
 
-Each track is loaded, run through the model in chunks (`mir.predict.predict_streamed`:
-the estimates of `MirModule.predict_track` without holding the whole track's raw outputs)
+Each track is loaded, run through the model in chunks (`MirModule.analyse`, the one
+inference path: the estimates without holding the whole track's raw outputs)
 and scored by each task's `evaluate` (mir_eval), one track at a time, so memory does not
 grow with the split. A track itself (audio, stems, estimates) is held whole: the dataset
 API and mir_eval's metrics take whole arrays.
@@ -52,15 +54,6 @@ from mir.errors import ConfigError
 
 log = logging.getLogger("mir.evaluate")
 
-DEFAULTS: dict[str, Any] = {
-    "ckpt": None,
-    "data": None,
-    "split": "test",
-    "output": None,
-    "device": "cpu",
-    "strict": False,
-    "baselines": True,
-}
 SYSTEMS = ("model", "baseline")
 
 
@@ -91,20 +84,31 @@ def compose_config(name: str, overrides: Sequence[str]) -> Any:
         ConfigError: no such data config, or an override does not apply.
     """
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
     from mir.configs import CONF as conf
+
+    check_data_name(name)
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside the mir.evaluate app: same folder
+            return compose("config", overrides=[f"data={name}", *overrides])
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            return compose("config", overrides=[f"data={name}", *overrides])
+    except HydraException as exc:
+        raise ConfigError(f"data overrides: {str(exc).splitlines()[0]}") from None
+
+
+def check_data_name(name: str) -> None:
+    """Raise a `ConfigError` naming the known dataset configs unless ``conf/data/<name>``
+    exists."""
+    from mir.configs import CONF as conf
+
     if not (conf / "data" / f"{name}.yaml").is_file():
         known = ", ".join(
             sorted(p.stem for p in (conf / "data").glob("*.yaml") if not p.stem.startswith("_"))
         )
         raise ConfigError(f"data={name}: no such dataset config; expected one of {known}")
-    try:
-        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            cfg = compose("config", overrides=[f"data={name}", *overrides])
-    except HydraException as exc:
-        raise ConfigError(f"data overrides: {str(exc).splitlines()[0]}") from None
-    return cfg
 
 
 def _light(track: Any) -> Any:
@@ -162,7 +166,6 @@ def evaluate(
     from tqdm import tqdm
 
     from mir.data.base import check_split
-    from mir.predict import predict_streamed
 
     check_split(split)
     tasks = module.tasks
@@ -185,7 +188,7 @@ def evaluate(
         track.name = f"{dname}/{track.name}"
         if track.stems is not None:
             track.stems = {k: v for k, v in track.stems.items() if k in keep} or None
-        estimates = {"model": predict_streamed(module, track)}  # no whole raw outputs
+        estimates = {"model": module.analyse(track)[1]}  # no whole raw outputs
         if baselines:
             estimates["baseline"] = {n: t.baseline(track) for n, t in tasks.items()}
         for name, task in tasks.items():
@@ -306,18 +309,40 @@ def run(
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from mir.predict import as_bool, run_cli
+DATA_OVERRIDE = ("data.", "+data.", "~data.")
 
-    def body(args: dict[str, Any], overrides: list[str]) -> int:
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The Hydra app ``conf/evaluate.yaml`` (``data=<name>`` chooses its config group); the
+    ``data.*`` arguments are taken out first and applied where the dataset config is composed
+    on the checkpoint's grid (`compose_config`), which checks them."""
+    from mir.errors import MirError
+    from mir.predict import as_bool, hydra_app
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    data_overrides = [a for a in argv if a.startswith(DATA_OVERRIDE)]
+    rest = [a for a in argv if not a.startswith(DATA_OVERRIDE)]
+    try:  # the one-line message for an unknown dataset, before Hydra's own
+        for arg in rest:
+            if arg.startswith("data="):
+                for name in arg[len("data=") :].split(","):  # a -m sweep's list too
+                    check_data_name(name.strip())
+    except MirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def body(cfg: Any) -> int:
+        from hydra.core.hydra_config import HydraConfig
+
         from mir.audio import set_strict
 
-        args["baselines"] = as_bool(args["baselines"], "baselines")
-        set_strict(as_bool(args.pop("strict"), "strict"))
-        run(**args, data_overrides=overrides)
+        set_strict(as_bool(cfg.strict, "strict"))
+        args = {k: cfg[k] for k in ("ckpt", "split", "output", "device")}
+        args["data"] = HydraConfig.get().runtime.choices.get("data")  # the group's choice
+        run(**args, baselines=as_bool(cfg.baselines, "baselines"), data_overrides=data_overrides)
         return 0
 
-    return run_cli(argv, __doc__, DEFAULTS, body, passthrough=("data.", "+data.", "~data."))
+    return hydra_app(rest, "evaluate", body)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Usage:
     python -m mir.export ckpt=<path> [output=<file.pt>] [onnx=false]
 
-Arguments (``key=value``, as for ``mir.train``):
+Arguments (``key=value``: a Hydra app like ``mir.train``, configured by ``conf/export.yaml``):
     ckpt: checkpoint written by ``mir.train``.
     output: TorchScript file to write (default: the checkpoint's path with ``.pt``).
     onnx: also try an ONNX export beside it (``<output stem>.onnx``); see below.
@@ -55,11 +55,6 @@ from mir.frontend import _hann_kernel_spectrum
 
 log = logging.getLogger("mir.export")
 
-DEFAULTS: dict[str, Any] = {
-    "ckpt": None,
-    "output": None,
-    "onnx": False,
-}
 CHECK_ATOL = 1e-4
 
 
@@ -423,13 +418,13 @@ def run(ckpt: str, output: str | None = None, onnx: bool = False):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mir.predict import as_bool, run_cli
+    from mir.predict import as_bool, hydra_app
 
-    def body(args: dict[str, Any], _: list[str]) -> int:
-        args["onnx"] = as_bool(args["onnx"], "onnx")
-        out, onnx_path, reason = run(**args)
+    def body(cfg: Any) -> int:
+        onnx = as_bool(cfg.onnx, "onnx")
+        out, onnx_path, reason = run(cfg.ckpt, cfg.output, onnx)
         print(f"mir.export: TorchScript written to {out} (task order and metadata in {out}.json)")
-        if not args["onnx"]:
+        if not onnx:
             return 0
         if onnx_path is not None:
             print(f"mir.export: ONNX written to {onnx_path}")
@@ -441,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 3
 
-    return run_cli(argv, __doc__, DEFAULTS, body)
+    return hydra_app(argv, "export", body)
 
 
 if __name__ == "__main__":

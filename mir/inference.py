@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -41,30 +44,16 @@ def infer_track(
         task -> (..., T) frame outputs with T = `frontend.n_frames(N)`, or (...) track
         outputs.
     """
-    if fast:
-        from mir.models.fused import inference_model
-
-        model = inference_model(model, dtype)  # type: ignore[assignment]
     fe = model.frontend
-    hop = fe.hop
-    n = len(audio)
-    n_frames = fe.n_frames(n)
-    device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(device)
+    n_frames = fe.n_frames(len(audio))
     parts: dict[str, list[np.ndarray]] = {k: [] for k in output_kinds}
     weights: list[int] = []
-    for f0, f1, a, b in chunk_plan(fe, n, chunk_seconds, margin_seconds):
-        first = f0 - a // hop  # index of the core's first frame in the chunk's frames
-        if getattr(model, "context", None) is not None:  # the fast copy reads only the core
-            outputs, _ = model(x[a:b][None], keep=(first, first + f1 - f0))
-        else:
-            outputs, _ = model(x[a:b][None])
-        for name, kind in output_kinds.items():
-            out = outputs[name][0].float().cpu().numpy()
-            if kind == "frames":
-                parts[name].append(out[..., first : first + (f1 - f0)])
-            else:
-                parts[name].append(out)
+    source = ArrayAudio(audio, fe.sr)
+    for f0, f1, outputs in chunk_outputs(
+        model, source, output_kinds, chunk_seconds, margin_seconds, fast, dtype
+    ):
+        for name in output_kinds:
+            parts[name].append(outputs[name])
         weights.append(f1 - f0)
     result: dict[str, np.ndarray] = {}
     for name, kind in output_kinds.items():
@@ -75,6 +64,75 @@ def infer_track(
             w = np.asarray(weights, dtype=np.float64)
             result[name] = np.tensordot(w / w.sum(), np.stack(parts[name]), axes=1)
     return result
+
+
+@torch.no_grad()
+def chunk_outputs(
+    model: MultiTaskModel,
+    audio: Any,
+    output_kinds: dict[str, str],
+    chunk_seconds: float = 30.0,
+    margin_seconds: float = 3.0,
+    fast: bool = True,
+    dtype: torch.dtype = torch.float32,
+    needs_from: Callable[[], int] | None = None,
+) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """The model's outputs on each chunk of `chunk_plan`, one chunk at a time.
+
+    Args:
+        model, output_kinds, chunk_seconds, margin_seconds, fast, dtype: as `infer_track`.
+        audio: the track's samples at the front end's rate: anything with ``n`` (the length),
+            ``get(a, b)`` (the mono samples [a, b) first in a tuple) and ``release(upto)``
+            (`ArrayAudio`, `mir.predict.AudioStream`).
+        needs_from: the earliest sample the caller still needs from `audio` once it has
+            handled a chunk (default: none); earlier samples are released.
+
+    Yields:
+        (f0, f1, outputs): the chunk's core frames [f0, f1) and task -> float32 output (no
+        batch axis): its core frames (..., f1 - f0) for ``frames`` tasks, the chunk's
+        whole output for ``track`` tasks.
+    """
+    if fast:
+        from mir.models.fused import inference_model
+
+        model = inference_model(model, dtype)  # type: ignore[assignment]
+    fe = model.frontend
+    hop = fe.hop
+    device = next(model.parameters()).device
+    plan = chunk_plan(fe, audio.n, chunk_seconds, margin_seconds)
+    for k, (f0, f1, a, b) in enumerate(plan):
+        mono = audio.get(a, b)[0]
+        x = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32)).to(device)[None]
+        first = f0 - a // hop  # index of the core's first frame in the chunk's frames
+        if getattr(model, "context", None) is not None:  # the fast copy reads only the core
+            outputs, _ = model(x, keep=(first, first + f1 - f0))
+        else:
+            outputs, _ = model(x)
+        chunk: dict[str, np.ndarray] = {}
+        for name, kind in output_kinds.items():
+            out = outputs[name][0].float().cpu().numpy()
+            chunk[name] = out[..., first : first + (f1 - f0)] if kind == "frames" else out
+        del outputs
+        yield f0, f1, chunk
+        nxt = plan[k + 1][2] if k + 1 < len(plan) else audio.n
+        audio.release(min(nxt, needs_from()) if needs_from is not None else nxt)
+
+
+class ArrayAudio:
+    """`chunk_outputs`'s audio interface over a mono track already in memory."""
+
+    def __init__(self, audio: np.ndarray, sr: int) -> None:
+        self.mono = np.asarray(audio, dtype=np.float32)
+        self.n = self.n_in = len(self.mono)
+        self.sr = self.sr_in = int(sr)
+        self.channels = 1
+
+    def get(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        mono = self.mono[a:b]
+        return mono, mono[None]
+
+    def release(self, upto: int) -> None:
+        pass
 
 
 def chunk_plan(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +14,6 @@ from torch import nn
 
 from mir.data.track import Track
 from mir.frontend import HarmonicCQT
-from mir.inference import infer_track
 from mir.models.model import MultiTaskModel
 from mir.tasks.base import Task, mean_scores
 
@@ -121,15 +120,79 @@ class MirModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt)}}
 
     # -- full-track evaluation -----------------------------------------------------------
+    def analyse(
+        self,
+        track: Track | Any,
+        raw: Collection[str] = (),
+        decode: Collection[str] | None = None,
+        streams: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The one inference path: the raw and the decoded outputs of every task on a track.
+
+        The track is run through the model in the overlapping chunks of
+        `mir.inference.chunk_outputs` (the fast copy of `mir.models.fused`), so memory does
+        not grow with raw outputs: f0 and multi-f0 are decoded chunk by chunk, mask
+        separation inverted block by block, other tasks keep their (small) raw output and
+        are decoded at the end (the `mir.predict` streams). `mir.predict`, `mir.evaluate`,
+        validation and test all call it.
+
+        Args:
+            track: a `Track` (its mono audio at the front end's rate), or an audio source of
+                `mir.inference.chunk_outputs` (`mir.predict.AudioStream`).
+            raw: tasks whose whole raw output (no batch axis) is returned.
+            decode: tasks whose decoded estimate is returned (default: all; none of those
+                given in `streams`).
+            streams: task -> a `mir.predict.Stream` the caller made (writing files as it
+                goes); fed every chunk, finished by the caller.
+
+        Returns:
+            (task -> raw output for the tasks in `raw`, task -> estimate for those in
+            `decode`), the estimates equal to ``task.decode(raw output, track)``.
+        """
+        from mir.inference import ArrayAudio, chunk_outputs
+        from mir.predict import estimate_of, make_stream
+
+        fe = self.model.frontend
+        is_track = isinstance(track, Track)
+        audio = ArrayAudio(track.audio, fe.sr) if is_track else track
+        given = dict(streams or {})
+        wanted = [n for n in self.tasks if n not in given] if decode is None else list(decode)
+        own = {n: make_stream(n, self.tasks[n], audio, None) for n in wanted if n not in given}
+        feed = {**given, **own}
+        raws: dict[str, list[np.ndarray]] = {n: [] for n in raw}
+        weights: list[int] = []
+        kinds = {name: task.output_kind for name, task in self.tasks.items()}
+        for f0, f1, outputs in chunk_outputs(
+            self.model,
+            audio,
+            {n: kinds[n] for n in [*feed, *raws]},
+            self.chunk_seconds,
+            self.margin_seconds,
+            needs_from=lambda: min([1 << 62, *(s.needs_from() for s in feed.values())]),
+        ):
+            for name, stream in feed.items():
+                stream.feed(f0, f1, outputs[name])
+            for name, parts in raws.items():
+                parts.append(outputs[name])
+            weights.append(f1 - f0)
+        whole: dict[str, np.ndarray] = {}
+        for name, parts in raws.items():
+            if kinds[name] == "frames":
+                whole[name] = np.concatenate(parts, axis=-1)
+            else:
+                w = np.asarray(weights, dtype=np.float64)
+                whole[name] = np.tensordot(w / w.sum(), np.stack(parts), axes=1)
+        stub = track if is_track else Track(name="", audio=np.zeros(0, np.float32), sr=fe.sr)
+        estimates = {n: estimate_of(own[n], stub) for n in wanted}
+        return whole, estimates
+
     def infer(self, track: Track) -> dict[str, np.ndarray]:
         """Every task's raw full-track output (no batch axis)."""
-        kinds = {name: task.output_kind for name, task in self.tasks.items()}
-        return infer_track(self.model, track.audio, kinds, self.chunk_seconds, self.margin_seconds)
+        return self.analyse(track, raw=list(self.tasks), decode=())[0]
 
     def predict_track(self, track: Track) -> dict[str, Any]:
         """Every task's decoded estimate for one whole track."""
-        outputs = self.infer(track)
-        return {name: task.decode(outputs[name], track) for name, task in self.tasks.items()}
+        return self.analyse(track)[1]
 
     def _eval_step(self, stage: str, batch: list[Track]) -> None:
         # Only what the epoch's summary needs is kept, so memory does not grow with the
@@ -138,16 +201,22 @@ class MirModule(pl.LightningModule):
         # (float16) of tasks that tune their decoding on validation; and the track
         # without its audio or stems.
         for track in batch:
-            outputs = self.infer(track)
-            if not self._eval.get(stage):
+            first = not self._eval.get(stage)
+            tuned = [n for n, t in self.tasks.items() if stage == "val" and t.tunes]
+            outputs, estimates = self.analyse(
+                track,
+                raw=list(self.tasks) if first else tuned,
+                decode=[n for n in self.tasks if n not in tuned],
+            )
+            if first:
                 self.examples[stage] = (track, {k: np.asarray(v) for k, v in outputs.items()})
             item: dict[str, tuple[str, Any, bool]] = {}
             for name, task in self.tasks.items():
                 labelled = task.has_labels(track)
-                if stage == "val" and task.tunes:
+                if name in tuned:
                     item[name] = ("raw", outputs[name].astype(np.float16), labelled)
                     continue
-                est = task.decode(outputs[name], track)
+                est = estimates[name]
                 if type(task).evaluate is Task.evaluate:  # the mean of per-track scores
                     scores = task.evaluate([track], [est])[0]
                     item[name] = ("scores", scores[0] if scores else None, labelled)

@@ -4,7 +4,8 @@ Usage:
     python -m mir.predict ckpt=<path> input=<file or folder> output=<folder>
         [overwrite=false] [device=cpu] [top_k=5] [min_note=0.05] [strict=false]
 
-Arguments (``key=value``, as for ``mir.train``):
+Arguments (``key=value``: a Hydra app like ``mir.train``, configured by ``conf/predict.yaml``;
+``--help``, ``--cfg job`` and ``-m`` sweeps, e.g. ``-m ckpt=a.ckpt,b.ckpt``, work as there):
     ckpt: checkpoint written by ``mir.train`` (``.../checkpoints/last.ckpt``).
     input: an audio file, or a folder searched recursively for wav, flac, mp3, ogg, aiff.
     output: folder receiving one sub-folder per input file.
@@ -60,59 +61,8 @@ log = logging.getLogger("mir.predict")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
 DONE = "DONE"
 
-DEFAULTS: dict[str, Any] = {
-    "ckpt": None,
-    "input": None,
-    "output": None,
-    "overwrite": False,
-    "device": "cpu",
-    "strict": False,
-    "top_k": 5,
-    "min_note": 0.05,
-}
-
 
 # -- command line ---------------------------------------------------------------------------
-def parse_key_values(
-    argv: Sequence[str], defaults: Mapping[str, Any], passthrough: Sequence[str] = ()
-) -> tuple[dict[str, Any], list[str]]:
-    """Parse ``key=value`` arguments (values read as YAML scalars: true, 3, null...).
-
-    Args:
-        argv: the arguments.
-        defaults: accepted keys and their default values.
-        passthrough: key prefixes (``data.``) returned untouched as raw overrides.
-
-    Returns:
-        The settings, and the pass-through arguments in order.
-
-    Raises:
-        ConfigError: an argument is not ``key=value`` or names an unknown key.
-    """
-    from omegaconf import OmegaConf
-
-    out = dict(defaults)
-    raw: list[str] = []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"argument {arg!r} is not key=value")
-        if any(key.startswith(p) for p in passthrough):
-            raw.append(arg)
-            continue
-        if key not in defaults:
-            raise ConfigError(f"unknown argument {key!r}; expected one of {', '.join(defaults)}")
-        try:
-            out[key] = OmegaConf.from_dotlist([f"v={value}"]).v
-        except Exception:
-            out[key] = value
-    return out, raw
-
-
-def wants_help(argv: Sequence[str]) -> bool:
-    return any(a in ("-h", "--help", "help") for a in argv)
-
-
 def as_bool(value: Any, key: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -180,29 +130,95 @@ def parse_device(device: str) -> Any:
     return dev
 
 
-def run_cli(
-    argv: Sequence[str] | None,
-    doc: str | None,
-    defaults: Mapping[str, Any],
-    body: Callable[[dict[str, Any], list[str]], int],
-    passthrough: Sequence[str] = (),
-) -> int:
-    """The shared entry of the ``key=value`` commands: ``--help`` prints `doc`, arguments
-    are parsed against `defaults`, and a `MirError` becomes one ``error:`` line, exit 2.
+def hydra_app(argv: Sequence[str] | None, config_name: str, body: Callable[[Any], int]) -> int:
+    """The shared entry of ``mir.predict``, ``mir.evaluate`` and ``mir.export``: the Hydra
+    app ``conf/<config_name>.yaml`` (found through `mir.configs.CONF`, as ``mir.train``'s)
+    run on `argv` (default: the command line), so overrides, ``--help``, ``--cfg job`` and
+    ``-m`` sweeps work as for ``mir.train``. Each job's `body(cfg)` returns its exit code;
+    a `MirError` becomes one ``error:`` line, exit 2, as does a bad override (Hydra's message).
 
-    `body(args, passthrough_overrides)` does the work and returns the exit code.
+    Returns:
+        The largest exit code of the jobs (0 for ``--help``).
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv):
-        print(doc)
-        return 0
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import hydra
+
+    from mir.configs import CONF
+
+    codes: list[int] = []
+
+    def job(cfg: Any) -> None:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            codes.append(int(body(cfg)))
+        except MirError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            codes.append(2)
+
     try:
-        args, overrides = parse_key_values(argv, defaults, passthrough=passthrough)
-        return body(args, overrides)
+        check_overrides(sys.argv[1:] if argv is None else argv, CONF / f"{config_name}.yaml")
     except MirError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    app = hydra.main(version_base="1.3", config_path=str(CONF), config_name=config_name)(job)
+    saved = sys.argv
+    sys.argv = [f"mir.{config_name}", *(sys.argv[1:] if argv is None else argv)]
+    try:
+        app()
+    except SystemExit as exc:  # Hydra's own error (printed), e.g. an unknown key
+        if exc.code not in (0, None):
+            return 2
+    finally:
+        sys.argv = saved
+    return max(codes, default=0)
+
+
+_FLAGS_WITH_VALUE = (
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "-i",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+)
+
+
+def check_overrides(argv: Sequence[str], config: Path) -> None:
+    """Check the ``key=value`` arguments of a Hydra app against its config file with Hydra's
+    override parser, so a mistyped one is one line naming it (Hydra's own report is several).
+
+    Raises:
+        ConfigError: an argument is not ``key=value`` or names a key the config lacks.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.load(config)
+    known = [k for k in conf if k not in ("defaults", "hydra")]
+    known += [next(iter(d)) for d in conf.get("defaults", []) if not isinstance(d, str)]
+    parser = OverridesParser.create()
+    skip = False
+    for arg in argv:
+        if skip or arg.startswith("-"):
+            skip = arg in _FLAGS_WITH_VALUE
+            continue
+        if "=" not in arg:
+            raise ConfigError(f"argument {arg!r} is not key=value")
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except HydraException as exc:
+            lines = [ln for ln in str(exc).splitlines() if ln.strip() and "hydra.cc" not in ln]
+            raise ConfigError(f"argument {arg!r}: {lines[-1] if lines else exc}") from None
+        key = override.key_or_group.split(".")[0].split("/")[0]
+        if key not in known and key != "hydra":
+            raise ConfigError(f"unknown argument {key!r}; expected one of {', '.join(known)}")
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -313,25 +329,13 @@ class FileContext:
     out_dir: Path
     duration: float  # s
     sr_in: int  # the file's sample rate, Hz
-    channels: np.ndarray | None  # (C, N') the file's channels at the model's rate, or None
+    channels: np.ndarray | None  # (C, N') the channels at the model's rate (U-Net only)
     n_in: int  # the file's length in samples at sr_in
     raw: dict[str, np.ndarray]  # task -> undecoded full-track output
     top_k: int
     min_note: float
-    path: Path | None = None  # the input (read whole only by the U-Net separation)
+    path: Path | None = None  # the input
     sr_model: int = 0  # the model's sample rate, Hz
-
-    def mono(self) -> np.ndarray:
-        """The whole input's mono downmix at the model's rate (and `channels` filled)."""
-        from mir.audio import load_audio, resample
-
-        assert self.path is not None
-        sr = self.sr_model
-        native = load_audio(self.path, sr=self.sr_in, mono=False)  # (C, N)
-        mono = load_audio(self.path, sr=sr)
-        channels = resample(native, self.sr_in, sr) if native.shape[0] > 1 else mono[None]
-        self.channels = _fit_length(channels, len(mono))
-        return mono
 
 
 def separate_channels(task: Any, output: np.ndarray, channels: np.ndarray) -> np.ndarray:
@@ -571,7 +575,9 @@ class Stream:
         """The earliest model-rate sample this task still needs from the audio stream."""
         return 1 << 62
 
-    def feed(self, f0: int, f1: int, core: np.ndarray, full: np.ndarray, first: int) -> None:
+    def feed(self, f0: int, f1: int, out: np.ndarray) -> None:
+        """One chunk's output: its core frames [f0, f1) (``frames`` tasks) or the chunk's
+        whole output (``track`` tasks)."""
         raise NotImplementedError
 
     def finish(self, ctx: FileContext) -> list[Any]:
@@ -588,8 +594,8 @@ class SingleF0Stream(Stream):
     def __init__(self, name: str, task: Any, stub: Any) -> None:
         self.name, self.task, self.stub, self.parts = name, task, stub, []
 
-    def feed(self, f0: int, f1: int, core: np.ndarray, full: np.ndarray, first: int) -> None:
-        self.parts.append(self.task.decode(core, self.stub)[1])
+    def feed(self, f0: int, f1: int, out: np.ndarray) -> None:
+        self.parts.append(self.task.decode(out, self.stub)[1])
 
     def finish(self, ctx: FileContext) -> list[Any]:
         from mir import outputs
@@ -617,8 +623,8 @@ class MultiF0Stream(Stream):
         self.values: list[np.ndarray] = []
         self.counts: list[np.ndarray] = []
 
-    def feed(self, f0: int, f1: int, core: np.ndarray, full: np.ndarray, first: int) -> None:
-        _, freqs = self.task.decode(core, self.stub)
+    def feed(self, f0: int, f1: int, out: np.ndarray) -> None:
+        _, freqs = self.task.decode(out, self.stub)
         self.counts.append(np.array([len(f) for f in freqs], dtype=np.int64))
         self.values.append(np.concatenate(freqs) if freqs else np.zeros(0))
 
@@ -674,7 +680,8 @@ class SeparationStream(Stream):
     def needs_from(self) -> int:
         return max(0, self.done - 2 * self.m) * self.fe.hop
 
-    def feed(self, f0: int, f1: int, core: np.ndarray, full: np.ndarray, first: int) -> None:
+    def feed(self, f0: int, f1: int, out: np.ndarray) -> None:
+        core = out
         held = self.masks[:, :, max(0, self.done - 2 * self.m - self.masks_start) :]
         self.masks_start += self.masks.shape[2] - held.shape[2]
         self.masks = np.concatenate([held, core], axis=2) if held.size else core.copy()
@@ -733,15 +740,21 @@ class SeparationStream(Stream):
 
 class RawStream(Stream):
     """Any other task (drums, beats, tagging, the U-Net separation): its raw output is kept
-    (a few values per frame, or one per track) and decoded at the end, as before."""
+    (a few values per frame, or one per track) and decoded at the end, as before. The U-Net
+    separation, whose decoding reads the whole track, keeps the audio stream's samples (the
+    file is still read and resampled once)."""
 
-    def __init__(self, name: str, task: Any) -> None:
-        self.name, self.task = name, task
+    def __init__(self, name: str, task: Any, audio: Any = None) -> None:
+        self.name, self.task, self.audio = name, task, audio
         self.parts: list[np.ndarray] = []
         self.weights: list[int] = []
+        self.whole = audio is not None and writer_for(task) is write_separation
 
-    def feed(self, f0: int, f1: int, core: np.ndarray, full: np.ndarray, first: int) -> None:
-        self.parts.append(core if self.task.output_kind == "frames" else full)
+    def needs_from(self) -> int:
+        return 0 if self.whole else 1 << 62
+
+    def feed(self, f0: int, f1: int, out: np.ndarray) -> None:
+        self.parts.append(out)
         self.weights.append(f1 - f0)
 
     def raw(self) -> np.ndarray:
@@ -760,7 +773,10 @@ class RawStream(Stream):
             )
             return []
         ctx.raw[self.name] = self.raw()
-        audio = ctx.mono() if write is write_separation else np.zeros(0, np.float32)
+        audio = np.zeros(0, np.float32)
+        if self.whole:
+            audio, channels = self.audio.get(0, self.audio.n)
+            ctx.channels = channels
         track = Track(name=ctx.out_dir.name, audio=audio, sr=self.task.fe.sr)
         return write(ctx, self.name, self.task, self.task.decode(ctx.raw[self.name], track))
 
@@ -778,47 +794,26 @@ def make_stream(name: str, task: Any, audio: Any, out_dir: Path | None) -> Strea
         return MultiF0Stream(name, task, stub)
     if type(task) is SeparationTask and task.unet is None:
         return SeparationStream(name, task, audio, out_dir)
-    return RawStream(name, task)
+    return RawStream(name, task, audio)
 
 
-def run_streams(module: Any, audio: Any, streams: Mapping[str, Stream]) -> None:
-    """Feed every chunk of `mir.inference.chunk_plan` through the model to the streams."""
-    import torch
+def estimate_of(stream: Stream, track: Any) -> Any:
+    """The decoded estimate of a stream made with no output folder, once fed every chunk
+    (`MirModule.analyse`); `track` is what `Task.decode` reads."""
+    from mir.outputs import Ragged
 
-    from mir.inference import chunk_plan
-
-    fe = module.model.frontend
-    plan = chunk_plan(fe, audio.n, module.chunk_seconds, module.margin_seconds)
-    device = next(module.model.parameters()).device
-    for k, (f0, f1, a, b) in enumerate(plan):
-        mono, _ = audio.get(a, b)
-        with torch.no_grad():
-            outputs, _ = module.model(torch.from_numpy(np.ascontiguousarray(mono)).to(device)[None])
-        first = f0 - a // fe.hop
-        for name, stream in streams.items():
-            full = outputs[name][0].float().cpu().numpy()
-            frames = module.tasks[name].output_kind == "frames"
-            core = full[..., first : first + (f1 - f0)] if frames else full
-            stream.feed(f0, f1, core, full, first)
-        nxt = plan[k + 1][2] if k + 1 < len(plan) else audio.n
-        audio.release(min([nxt, *(s.needs_from() for s in streams.values())]))
-
-
-class ArrayAudio:
-    """`AudioStream`'s interface over a mono track already in memory (`mir.evaluate`)."""
-
-    def __init__(self, audio: np.ndarray, sr: int) -> None:
-        self.mono = np.asarray(audio, dtype=np.float32)
-        self.n = self.n_in = len(self.mono)
-        self.sr = self.sr_in = int(sr)
-        self.channels = 1
-
-    def get(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-        mono = self.mono[a:b]
-        return mono, mono[None]
-
-    def release(self, upto: int) -> None:
-        pass
+    task = stream.task  # type: ignore[attr-defined]
+    if isinstance(stream, SingleF0Stream):
+        f0 = np.concatenate(stream.parts)
+        return task.fe.frame_times(len(f0)), f0
+    if isinstance(stream, MultiF0Stream):
+        freqs = Ragged(np.concatenate(stream.values), np.concatenate(stream.counts))
+        return task.fe.frame_times(len(freqs)), list(freqs)
+    if isinstance(stream, SeparationStream):
+        stream.finish(None)  # type: ignore[arg-type]
+        return np.stack([s.data for s in stream.writers])
+    assert isinstance(stream, RawStream)
+    return task.decode(stream.raw(), track)
 
 
 class ArraySink:
@@ -839,33 +834,6 @@ class ArraySink:
         pass
 
 
-def predict_streamed(module: Any, track: Any) -> dict[str, Any]:
-    """`MirModule.predict_track` without the whole track's raw outputs: f0 and multi-f0 are
-    decoded chunk by chunk and mask separation inverted block by block (the same estimates);
-    other tasks keep their (small) raw output. Used by `mir.evaluate`."""
-    from mir.outputs import Ragged
-
-    audio = ArrayAudio(track.audio, module.model.frontend.sr)
-    streams = {n: make_stream(n, t, audio, None) for n, t in module.tasks.items()}
-    run_streams(module, audio, streams)
-    estimates: dict[str, Any] = {}
-    for name, stream in streams.items():
-        task = module.tasks[name]
-        if isinstance(stream, SingleF0Stream):
-            f0 = np.concatenate(stream.parts)
-            estimates[name] = (task.fe.frame_times(len(f0)), f0)
-        elif isinstance(stream, MultiF0Stream):
-            freqs = Ragged(np.concatenate(stream.values), np.concatenate(stream.counts))
-            estimates[name] = (task.fe.frame_times(len(freqs)), list(freqs))
-        elif isinstance(stream, SeparationStream):
-            stream.finish(None)  # type: ignore[arg-type]
-            estimates[name] = np.stack([s.data for s in stream.writers])
-        else:
-            assert isinstance(stream, RawStream)
-            estimates[name] = task.decode(stream.raw(), track)
-    return estimates
-
-
 def predict_file(
     module: Any,
     path: Path,
@@ -877,7 +845,7 @@ def predict_file(
     """Run every head on one audio file and write all outputs to `out_dir`, DONE last.
 
     The file is streamed: read and resampled a block at a time, run through the model in
-    the chunks of `mir.inference.infer_track` (the same outputs), each chunk decoded and
+    the chunks of `MirModule.analyse` (the one inference path), each chunk decoded and
     its stems written as soon as possible; what is kept grows by a few bytes per frame,
     not by the audio or the raw outputs (the U-Net separation head and tasks without a
     streamed decoder keep their raw output, as before).
@@ -900,7 +868,7 @@ def predict_file(
     try:
         done.unlink(missing_ok=True)  # an interrupted overwrite must not look finished
         streams = {n: make_stream(n, t, audio, out_dir) for n, t in module.tasks.items()}
-        run_streams(module, audio, streams)
+        module.analyse(audio, decode=(), streams=streams)
         ctx = FileContext(
             out_dir,
             audio.n_in / audio.sr_in,
@@ -1002,11 +970,12 @@ def to_device(module: Any, device: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    def body(args: dict[str, Any], _: list[str]) -> int:
+    def body(cfg: Any) -> int:
         from mir.audio import set_strict
 
-        args["overwrite"] = as_bool(args["overwrite"], "overwrite")
-        set_strict(as_bool(args.pop("strict"), "strict"))
+        args = {k: cfg[k] for k in ("ckpt", "input", "output", "device", "top_k", "min_note")}
+        args["overwrite"] = as_bool(cfg.overwrite, "overwrite")
+        set_strict(as_bool(cfg.strict, "strict"))
         done, skipped, failed = run(**args)
         print(
             f"mir.predict: {done} done, {skipped} already finished (skipped), {failed} failed",
@@ -1014,7 +983,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1 if failed else 0
 
-    return run_cli(argv, __doc__, DEFAULTS, body)
+    return hydra_app(argv, "predict", body)
 
 
 if __name__ == "__main__":

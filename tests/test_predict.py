@@ -244,9 +244,18 @@ def test_rerun_skips_finished_and_overwrite_redoes(predicted, trained_ckpt, inpu
 
 def test_cli_missing_checkpoint_is_one_line(inputs, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "mir.predict", f"ckpt={tmp_path / 'nope.ckpt'}",
-         f"input={inputs}", f"output={tmp_path / 'out'}"],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "mir.predict",
+            f"ckpt={tmp_path / 'nope.ckpt'}",
+            f"input={inputs}",
+            f"output={tmp_path / 'out'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -389,9 +398,12 @@ def test_streamed_file_equals_the_whole_track_computation(trained_module, tmp_pa
         np.testing.assert_allclose(got, np.sort(want), atol=1e-4)
 
 
-def test_predict_streamed_equals_predict_track(trained_module):  # noqa: F811
-    """`mir.evaluate`'s chunked estimates are `MirModule.predict_track`'s."""
-    from mir.predict import predict_streamed
+def test_analyse_equals_the_plain_model_decoded_whole(trained_module):  # noqa: F811
+    """`MirModule.analyse` (fused fast path, decoded chunk by chunk: what `mir.predict`,
+    `mir.evaluate`, validation and test use) gives the estimates of the unfused model (what
+    `mir.predict` ran before) over the same chunks, concatenated and decoded whole by
+    `Task.decode`, and its raw outputs are that model's."""
+    from mir.inference import infer_track
 
     module, _ = trained_module
     sr = module.model.frontend.sr
@@ -401,14 +413,20 @@ def test_predict_streamed_equals_predict_track(trained_module):  # noqa: F811
         np.float32
     )
     track = Track(name="x", audio=audio, sr=sr)
+    kinds = {n: task.output_kind for n, task in module.tasks.items()}
+    whole = infer_track(module.model, audio, kinds, 0.7, 0.4, fast=False)
+    want = {n: task.decode(whole[n], track) for n, task in module.tasks.items()}
     saved = module.chunk_seconds, module.margin_seconds
     module.chunk_seconds, module.margin_seconds = 0.7, 0.4
     try:
-        want = module.predict_track(track)
-        got = predict_streamed(module, track)
+        raw, got = module.analyse(track, raw=list(module.tasks))
+        assert module.predict_track(track).keys() == got.keys()
     finally:
         module.chunk_seconds, module.margin_seconds = saved
-    assert set(got) == set(want)
+    assert set(got) == set(want) == set(raw)
+    for name in raw:
+        assert raw[name].shape == whole[name].shape
+        np.testing.assert_allclose(raw[name], whole[name], atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(got["separation"], want["separation"], atol=1e-5)
     np.testing.assert_array_equal(got["melody"][1], want["melody"][1])
     np.testing.assert_array_equal(got["melody"][0], want["melody"][0])
@@ -417,4 +435,77 @@ def test_predict_streamed_equals_predict_track(trained_module):  # noqa: F811
         np.testing.assert_array_equal(a, b)
     for a, b in zip(got["drums"], want["drums"], strict=True):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(got["tagging"], want["tagging"], atol=1e-12)
+    np.testing.assert_allclose(got["tagging"], want["tagging"], atol=1e-6)
+
+
+def test_unet_separation_reads_and_resamples_the_file_once(compose, tmp_path, monkeypatch):
+    """The U-Net separation, whose decoding reads the whole track, takes its audio from the
+    one streamed pass (`mir.audio.load_audio` is never called) and writes the stems that
+    the whole file, loaded and resampled at once, gives."""
+    import mir.audio
+    from mir.audio import resample
+    from mir.predict import _fit_length, predict_file, separate_channels
+    from mir.train import instantiate
+
+    cfg = compose(
+        ["experiment=jansson_unet", "task.separation.unet.channels=[4,4,4,4,4,4]"], tmp_path
+    )
+    module = instantiate(cfg.model).eval()
+    task, sr = module.tasks["separation"], module.model.frontend.sr
+    rng = np.random.default_rng(3)
+    x = (0.2 * rng.standard_normal((int(2.5 * 44100), 2))).astype(np.float32)
+    path = tmp_path / "st.wav"
+    sf.write(path, x, 44100, subtype="FLOAT")
+    mono = load_audio(path, sr=sr)
+    chans = _fit_length(resample(load_audio(path, sr=44100, mono=False), 44100, sr), len(mono))
+    raw = module.infer(Track(name="st", audio=mono, sr=sr))["separation"]
+    stems = separate_channels(task, raw, chans)
+    want = _fit_length(np.stack([resample(s, sr, 44100) for s in stems]), len(x))
+
+    def no_second_read(*args, **kwargs):
+        raise AssertionError("the input was read a second time")
+
+    monkeypatch.setattr(mir.audio, "load_audio", no_second_read)
+    predict_file(module, path, tmp_path / "out")
+    for k, source in enumerate(task.sources):
+        got, rate = sf.read(tmp_path / "out" / f"{source}.wav", dtype="float32")
+        assert rate == 44100
+        assert got.shape == x.shape
+        np.testing.assert_allclose(got, want[k].T, atol=1e-4)
+
+
+# -- the Hydra apps: conf/predict.yaml, conf/evaluate.yaml, conf/export.yaml -----------------
+def test_predict_app_writes_only_its_output_in_the_working_folder(
+    trained_ckpt, tmp_path, monkeypatch, capsys  # noqa: F811
+):
+    """A run of the Hydra app leaves no outputs/, .hydra/ or log file in the caller's folder;
+    relative paths are read from that folder (no chdir)."""
+    from mir.predict import main
+
+    monkeypatch.chdir(tmp_path)
+    _tone(tmp_path / "a.wav", 220.0)
+    assert main([f"ckpt={trained_ckpt}", "input=a.wav", "output=out"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "out"]
+    assert (tmp_path / "out" / "a" / "DONE").is_file()
+    assert main(["--help"]) == 0
+    help_text = capsys.readouterr().out
+    for key in ("ckpt: null", "input: null", "output: null", "top_k: 5", "min_note: 0.05"):
+        assert key in help_text
+
+
+def test_apps_sweep_over_checkpoints_with_one_line_errors(tmp_path, monkeypatch, capsys):
+    """``-m ckpt=a,b`` runs one job per checkpoint (each failing on its own line) in each of
+    the three apps; the exit status is the worst job's."""
+    from mir.evaluate import main as evaluate
+    from mir.export import main as export
+    from mir.predict import main as predict
+
+    monkeypatch.chdir(tmp_path)
+    wav = _tone(tmp_path / "a.wav", 220.0)
+    a, b = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
+    assert predict(["-m", f"ckpt={a},{b}", f"input={wav}", "output=o"]) == 2
+    assert evaluate(["-m", f"ckpt={a},{b}", "data=embedded"]) == 2
+    assert export(["--multirun", f"ckpt={a},{b}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    want = [f"error: {c}: checkpoint file does not exist" for c in (a, b)]
+    assert [line for line in err if line.startswith("error:")] == want * 3
