@@ -154,8 +154,10 @@ def evaluate(
     split: str,
     baselines: bool = True,
     max_tracks: int | None = None,
+    ids: Sequence[str] | None = None,
 ) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, dict[str, Any]], int, dict]:
-    """Score `module` (and each task's baseline) on every track of `split`.
+    """Score `module` (and each task's baseline) on every track of `split` (or of every
+    split: ``all``), or only on the tracks in `ids` (``<id>`` or ``<dataset>/<id>``).
 
     Returns:
         per_track: system -> task -> [{"track": name, metric: value}].
@@ -166,8 +168,9 @@ def evaluate(
     from tqdm import tqdm
 
     from mir.data.base import check_split
+    from mir.data.datamodule import select_tracks
 
-    check_split(split)
+    check_split(split, allow_all=True)
     tasks = module.tasks
     keep = {s for t in tasks.values() for s in t.stems_needed()}
     systems = SYSTEMS if baselines else SYSTEMS[:1]
@@ -178,12 +181,18 @@ def evaluate(
     kept: dict[str, dict[str, tuple[list[Any], list[Any]]]] = {
         s: {n: ([], []) for n, t in tasks.items() if _overrides_evaluate(t)} for s in systems
     }
-    cap = None if max_tracks is None else int(max_tracks)
-    ids = [(d, tid) for d, ds in datasets.items() for tid in ds.track_ids(split)[:cap]]
-    if not ids:
+    wanted = None if ids is None else {str(i) for i in ids}
+    chosen = select_tracks(datasets, split, wanted, max_tracks)
+    if wanted is not None:
+        found = {t for _, t in chosen} | {f"{d}/{t}" for d, t in chosen}
+        if missing := sorted(wanted - found):
+            raise ConfigError(
+                f"data.ids: {', '.join(missing)} not in the {split} split of {', '.join(datasets)}"
+            )
+    if not chosen:
         raise ConfigError(f"the {split} split of {', '.join(datasets)} is empty")
     coverage: dict[str, dict[str, Any]] = {n: {"scored": 0, "skipped": []} for n in tasks}
-    for dname, tid in tqdm(ids, desc=f"mir.evaluate {split}", unit="track", file=sys.stderr):
+    for dname, tid in tqdm(chosen, desc=f"mir.evaluate {split}", unit="track", file=sys.stderr):
         track = datasets[dname].load(tid)
         track.name = f"{dname}/{track.name}"
         if track.stems is not None:
@@ -211,7 +220,7 @@ def evaluate(
             else:
                 task_summary = {k: math.nan for r in rows for k in r if k != "track"}
             summary[system][name] = summarise(rows, task_summary)
-    return per_track, summary, len(ids), coverage
+    return per_track, summary, len(chosen), coverage
 
 
 def per_track_csv(per_track: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> str:
@@ -272,7 +281,7 @@ def run(
     if not data:
         raise ConfigError("no dataset given: use data=<name of a conf/data config>")
     # every argument and the destination are checked before the model is loaded
-    check_split(str(split))
+    check_split(str(split), allow_all=True)
     baselines = as_bool(baselines, "baselines")
     parse_device(device)
     out = Path(output) if output else Path("eval") / f"{data}-{split}"
@@ -288,7 +297,9 @@ def run(
     datasets = {name: instantiate(node) for name, node in data_cfg.datasets.items()}
     if not datasets:
         raise ConfigError(f"data={data}: no datasets configured")
-    per_track, summary, n, coverage = evaluate(module, datasets, str(split), baselines, cap)
+    ids = data_cfg.get("ids")
+    ids = None if ids is None else [str(i) for i in ids]
+    per_track, summary, n, coverage = evaluate(module, datasets, str(split), baselines, cap, ids)
 
     text = per_track_csv(per_track)
     atomic_write(out / "per_track.csv", lambda tmp: Path(tmp).write_text(text))

@@ -111,3 +111,34 @@ def test_bad_checkpoint_and_data_are_one_line(trained_ckpt, tmp_path, capsys):  
     assert "checkpoint file does not exist" in err[0]
     assert "no such dataset config" in err[1]
     assert "unknown split" in err[2]
+
+
+def test_split_all_and_ids_pick_the_tracks_scored(trained_ckpt, embedded_root, tmp_path):  # noqa: F811
+    """`split=all` reaches every split, `data.ids=[...]` exactly the tracks named, and an id
+    that is not there is one error naming it."""
+    from mir.data.embedded import EmbeddedDataset
+    from mir.errors import ConfigError
+    from mir.evaluate import run
+    from tests.conftest import SMALL_EMBEDDED
+
+    sizes = {o.split("=")[0].rsplit(".", 1)[1]: o.split("=")[1] for o in SMALL_EMBEDDED}
+    ds = EmbeddedDataset(
+        root=str(embedded_root),
+        n_pieces=int(sizes["n_pieces"]),
+        max_duration=float(sizes["max_duration"]),
+    )
+    test_id, train_id = ds.track_ids("test")[0], ds.track_ids("train")[0]
+    overrides = [*embedded_overrides(embedded_root), f"data.ids=[{test_id},embedded/{train_id}]"]
+    result = run(
+        str(trained_ckpt), "embedded", split="all", output=str(tmp_path / "a"),
+        data_overrides=overrides, baselines=False,
+    )  # fmt: skip
+    assert result["tracks"] == 2
+    scored = json.loads((tmp_path / "a" / "per_track.json").read_text())
+    names = {row["track"] for rows in scored["model"].values() for row in rows}
+    assert names == {f"embedded/{test_id}", f"embedded/{train_id}"}
+    with pytest.raises(ConfigError, match="data.ids: embedded/nope not in the test split"):
+        run(
+            str(trained_ckpt), "embedded", split="test", output=str(tmp_path / "b"),
+            data_overrides=[*embedded_overrides(embedded_root), "data.ids=[embedded/nope]"],
+        )  # fmt: skip

@@ -69,8 +69,13 @@ class Dataset(ABC):
         return f"{type(self).__name__}(sr={self.sr})"
 
 
-def check_split(split: str) -> str:
-    if split not in SPLITS:
+def check_split(split: str, allow_all: bool = False) -> str:
+    """`split` if it is one of `SPLITS` (or ``all`` where `allow_all`).
+
+    Raises:
+        DatasetError: any other name.
+    """
+    if split not in SPLITS and not (allow_all and split == ALL):
         raise DatasetError(
             f"unknown split {split!r}; expected one of {', '.join(SPLITS)} (or {ALL})"
         )

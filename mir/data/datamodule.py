@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -303,6 +303,26 @@ class StreamedTracks(TorchDataset):
         return self.dm.load(*self.ids[i])
 
 
+def select_tracks(
+    datasets: Mapping[str, Dataset],
+    split: str,
+    ids: Collection[str] | None = None,
+    cap: int | None = None,
+) -> list[tuple[str, str]]:
+    """(dataset name, track id) of `split` (``train``, ``validation``, ``test`` or ``all``)
+    over `datasets`, restricted to `ids` (``<id>`` or ``<dataset>/<id>``) when given, at
+    most `cap` per dataset (the first by id)."""
+    out = []
+    for dname, ds in datasets.items():
+        chosen = ds.split_ids(split)
+        if ids is not None:
+            chosen = [t for t in chosen if t in ids or f"{dname}/{t}" in ids]
+        if cap is not None:
+            chosen = chosen[: int(cap)]
+        out += [(dname, t) for t in chosen]
+    return out
+
+
 class MirDataModule(pl.LightningDataModule):
     """Training excerpts and whole-track evaluation over one or several datasets.
 
@@ -403,16 +423,8 @@ class MirDataModule(pl.LightningDataModule):
         """(dataset name, track id) of `split` (``train``, ``validation``, ``test`` or
         ``all``), restricted to `ids` when given, and for evaluation splits capped at
         `max_eval_tracks` per dataset."""
-        out = []
-        for dname, ds in self.datasets.items():
-            ids = ds.split_ids(split)
-            if self.ids is not None:
-                want = self.ids
-                ids = [t for t in ids if t in want or f"{dname}/{t}" in want]
-            if split != "train" and self.max_eval_tracks is not None:
-                ids = ids[: int(self.max_eval_tracks)]
-            out += [(dname, t) for t in ids]
-        return out
+        cap = None if split == "train" else self.max_eval_tracks
+        return select_tracks(self.datasets, split, self.ids, cap)
 
     def load(self, dname: str, track_id: str) -> Track:
         """One whole track, named ``<dataset>/<id>``, with only the stems the tasks read."""
