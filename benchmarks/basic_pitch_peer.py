@@ -1,7 +1,7 @@
 """Run basic-pitch (Bittner et al. 2022) on audio files; executed in the peer's own venv.
 
 Usage (see benchmarks/README.md for the install):
-    /work/peers/basic-pitch/bin/python benchmarks/basic_pitch_peer.py OUT_DIR AUDIO [AUDIO ...]
+    $PEERS/basic-pitch/bin/python benchmarks/basic_pitch_peer.py OUT_DIR AUDIO [AUDIO ...]
         [--repeats 1] [--no-warmup]
 
 This file imports nothing from `mir`: it runs with the peer's interpreter. For each input

@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_drums.py [--ckpt <drums+beats checkpoint>] [--seconds 180]
-        [--repeats 3] [--threads 2] [--madmom-python /work/peers/madmom/bin/python]
+        [--repeats 3] [--threads 2] [--madmom-python $PEERS/madmom/bin/python]
         [--out benchmarks/results/drums.json]
 
 One track of `--seconds` s (the MDB Drums fixtures' drum-only stems, tiled; a synthetic
@@ -43,7 +43,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 FILE_SR = 44100
-DEFAULT_MADMOM = Path("/work/peers/madmom/bin/python")
+DEFAULT_MADMOM = Path(os.environ.get("PEERS", "peers")) / "madmom" / "bin" / "python"
 
 
 def _fixtures() -> Path | None:

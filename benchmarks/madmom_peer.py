@@ -1,6 +1,6 @@
 """madmom's beat tracker and onset detector on wav files; run with the PEER venv's python.
 
-    /work/peers/madmom/bin/python benchmarks/madmom_peer.py --out est.json a.wav b.wav
+    $PEERS/madmom/bin/python benchmarks/madmom_peer.py --out est.json a.wav b.wav
 
 Not part of the project (it imports only madmom and numpy): `benchmarks/bench_drums.py`
 and `experiments/drums/compare_fixtures.py` call it in a subprocess. Writes JSON

@@ -10,12 +10,12 @@ Two steps, in two environments (nussl is a peer tool, never a project dependency
    the references' 44.1 kHz. ``--score`` also prints their SI-SDR with `mir.bsseval.si_sdr`
    (the same definition as step 2's scorer; it agrees with nussl's to 1e-12 dB).
 
-2. In nussl's venv (install: ``python3.11 -m venv /work/peers/nussl &&
-   /work/peers/nussl/bin/pip install torch==2.13.0 nussl "scipy<1.13" "numpy<1.24"
+2. In nussl's venv (install: ``python3.11 -m venv $PEERS/nussl &&
+   $PEERS/nussl/bin/pip install torch==2.13.0 nussl "scipy<1.13" "numpy<1.24"
    "pandas<2.3" "zarr<3"``; nussl 1.1.9 also needs the Debian packages ``libsox-dev`` (to
    build soxbindings) and ``ffmpeg`` (stempeg), scipy < 1.13 for
    ``scipy.signal.hamming`` and numpy < 1.24 for ``np.bool``):
-       /work/peers/nussl/bin/python benchmarks/peer_nussl.py score \\
+       $PEERS/nussl/bin/python benchmarks/peer_nussl.py score \\
            --ours unet=/tmp/ours_unet --ours hcqt=/tmp/ours_hcqt \\
            [--out benchmarks/results/peer_nussl.json] [--per-track-dir DIR]
    runs ``nussl.separation.primitive.Repet`` and ``FT2D`` with their defaults on the stereo

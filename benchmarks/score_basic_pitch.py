@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/score_basic_pitch.py --data bach10 --root /path/to/Bach10
     python benchmarks/score_basic_pitch.py --data medleydb --root /path/to/MedleyDB --split train
-        [--peer-python /work/peers/basic-pitch/bin/python] [--out benchmarks/results/...json]
+        [--peer-python $PEERS/basic-pitch/bin/python] [--out benchmarks/results/...json]
         [--per-track-dir DIR] [--ckpt <run>/checkpoints/<x>.ckpt]
 
 Each track is loaded with the project's loader (`mir.data.bach10.Bach10`,
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,7 @@ import numpy as np
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
-PEER_PYTHON = Path("/work/peers/basic-pitch/bin/python")
+PEER_PYTHON = Path(os.environ.get("PEERS", "peers")) / "basic-pitch" / "bin" / "python"
 METRICS = {
     "multif0": ("Accuracy", "Precision", "Recall"),
     "f0": ("Overall Accuracy", "Raw Pitch Accuracy"),
