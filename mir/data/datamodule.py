@@ -3,6 +3,7 @@ and whole tracks for validation and test."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -86,19 +87,7 @@ class TrackSource:
                 # a silent stretch of a stem that is not silent: a one-sample tail past the
                 # window keeps `Task.has_labels` answering for the whole track
                 cut[s] = np.append(x, np.float32(1.0))
-        return Track(
-            name=a.name,
-            audio=audio,
-            sr=a.sr,
-            stems=cut or None,
-            f0=a.f0,
-            multif0=a.multif0,
-            onsets=a.onsets,
-            beats=a.beats,
-            downbeats=a.downbeats,
-            tags=a.tags,
-            meta=a.meta,
-        )
+        return dataclasses.replace(a, audio=audio, stems=cut or None)  # a's annotations
 
 
 class CropDataset(TorchDataset):

@@ -27,6 +27,7 @@ Conventions:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -108,18 +109,8 @@ class IndexEntry:
         if self._probe is None:
             a = self.annotations
             stems = {k: np.full(1, float(v), np.float32) for k, v in self.lends.items()}
-            self._probe = Track(
-                name=self.name,
-                audio=np.zeros(1, np.float32),
-                sr=self.sr,
-                stems=stems or None,
-                f0=a.f0,
-                multif0=a.multif0,
-                onsets=a.onsets,
-                beats=a.beats,
-                downbeats=a.downbeats,
-                tags=a.tags,
-                meta=a.meta,
+            self._probe = dataclasses.replace(
+                a, name=self.name, audio=np.zeros(1, np.float32), sr=self.sr, stems=stems or None
             )
         return self._probe
 
