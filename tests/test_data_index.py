@@ -202,14 +202,9 @@ def test_excerpts_do_not_depend_on_worker_count(compose, fixtures_dir, tmp_path)
     assert len(set(serial)) == len(serial)
 
 
-def _ddp_rank(rank: int, world: int, port: int, root: str, out: str) -> None:
-    import torch.distributed as dist
-    from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
-
-    os.environ["MIR_CACHE"] = str(Path(out).parent / "cache")
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
+def _ddp_datamodule(root: str | Path):
+    """The MUSDB18 DataModule both the ranks and the one-rank reference stream read (one
+    builder, so the two streams can only differ by how they are split)."""
     from mir.data.datamodule import MirDataModule
     from mir.frontend import HarmonicCQT
     from mir.tasks.separation import SeparationTask
@@ -222,6 +217,18 @@ def _ddp_rank(rank: int, world: int, port: int, root: str, out: str) -> None:
     dm.bind({"separation": task})
     dm.setup("fit")
     assert dm._train is not None
+    return dm
+
+
+def _ddp_rank(rank: int, world: int, port: int, root: str, out: str) -> None:
+    import torch.distributed as dist
+    from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
+
+    os.environ["MIR_CACHE"] = str(Path(out).parent / "cache")
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    dm = _ddp_datamodule(root)
     # what Lightning does under DDP: its distributed sampler over ours, no shuffling
     sampler = DistributedSamplerWrapper(
         EpochSampler(dm._train), num_replicas=world, rank=rank, shuffle=False
@@ -256,19 +263,8 @@ def test_ddp_ranks_read_disjoint_shares_of_the_one_rank_stream(fixtures_dir, tmp
     assert len(parts[0]) == len(parts[1]) == 12
     assert not a & b
 
-    from mir.data.datamodule import MirDataModule
-    from mir.frontend import HarmonicCQT
-    from mir.tasks.separation import SeparationTask
-
     os.environ["MIR_CACHE"] = str(tmp_path / "cache")
-    fe = HarmonicCQT(n_octaves=2, bins_per_octave=12, harmonics=(1,))
-    task = SeparationTask()
-    task.bind(fe)
-    ds = MUSDB18(root, sr=fe.sr, is_wav=True, validation_tracks=[])
-    dm = MirDataModule({"musdb18": ds}, crop_seconds=1.0, batch_size=2, steps_per_epoch=6)
-    dm.bind({"separation": task})
-    dm.setup("fit")
-    assert dm._train is not None
+    dm = _ddp_datamodule(root)
     one_rank = _stream(dm._train, 0)
     assert a | b == set(one_rank)
     assert len(set(one_rank)) == 24
