@@ -24,10 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from mir.configs import CONF
 from mir.errors import ConfigError
 from mir.pretrained import MODELS, ROOT, Pretrained, check_shapes
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def build_config(model: Pretrained) -> dict[str, Any]:
