@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from mir.configs import CONF
 from mir.errors import ConfigError
 
 CONFIDENCE = 0.95
@@ -322,7 +323,7 @@ def default_metric(task: str) -> list[str]:
     import yaml
     from hydra.utils import get_class
 
-    path = Path(__file__).resolve().parents[1] / "conf" / "task" / f"{task}.yaml"
+    path = CONF / "task" / f"{task}.yaml"
     if not path.is_file():
         return []
     try:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset
 
+from mir.configs import CONF
 from mir.data.datamodule import (
     CropDataset,
     MirDataModule,
@@ -323,9 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(opts.pop("out"))
     per_shard = int(opts.pop("tracks_per_shard", "16"))
     overrides = [f"{k}={v}" for k, v in opts.items()]
-    conf = Path(__file__).resolve().parents[2] / "conf"
     try:
-        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose("config", overrides=overrides)
         dm = instantiate(cfg.data)
         paths = write_shards(_named(dm, split), out, split, per_shard)
