@@ -284,7 +284,7 @@ def export(
     """
     model = module.model.eval()
     fe = model.frontend
-    untraceable = [n for n, h in model.heads.items() if not getattr(h, "traceable", True)]
+    untraceable = [n for n, h in model.heads.items() if not h.traceable]
     if untraceable:
         names = ", ".join(f"{n} ({type(model.heads[n]).__name__})" for n in untraceable)
         raise MirError(

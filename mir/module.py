@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch import nn
 
 from mir.data.track import Track
 from mir.frontend import HarmonicCQT
-from mir.models.model import MultiTaskModel
+from mir.grid import Grid
+from mir.models.model import MultiTaskModel, Trunk
 from mir.tasks.base import Task, mean_scores
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class MirModule(pl.LightningModule):
     def __init__(
         self,
         frontend: HarmonicCQT,
-        trunk: Callable[..., nn.Module],
+        trunk: Callable[..., Trunk],
         tasks: Mapping[str, Task],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
@@ -59,7 +59,9 @@ class MirModule(pl.LightningModule):
         for task in self.tasks.values():
             task.bind(frontend)
         trunk_module = trunk(in_channels=frontend.n_harmonics)
-        channels = int(getattr(trunk_module, "out_channels", frontend.n_harmonics))
+        if not isinstance(trunk_module, Trunk):
+            raise TypeError(f"trunk: {type(trunk_module).__name__} is not a {Trunk.__name__}")
+        channels = int(trunk_module.out_channels)
         heads = {name: task.build_head(channels) for name, task in self.tasks.items()}
         self.model = MultiTaskModel(frontend, trunk_module, heads)
         if compile:
@@ -83,6 +85,11 @@ class MirModule(pl.LightningModule):
         self.examples: dict[str, tuple[Track, dict[str, np.ndarray]]] = {}
 
     # -- metadata ------------------------------------------------------------------------
+    @property
+    def grid(self) -> Grid:
+        """The frame and f0-bin grid of the front end, shared by every task and the data."""
+        return self.model.frontend.grid
+
     @property
     def monitor(self) -> str:
         """Metric the checkpoint callback maximises: the first task's `monitor`."""

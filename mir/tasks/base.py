@@ -10,26 +10,19 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mir.data.track import Track
 from mir.frontend import HarmonicCQT
+from mir.grid import Grid, Window
 from mir.models.features import Features
+from mir.models.model import Head
 
-
-@dataclass(frozen=True)
-class Window:
-    """A training excerpt on the front end's grid: frames and the samples they cover."""
-
-    start_frame: int
-    n_frames: int
-    start_sample: int
-    n_samples: int
+__all__ = ["Grid", "Task", "Window", "masked_mean", "mean_scores"]
 
 
 class Task(ABC):
@@ -53,25 +46,32 @@ class Task(ABC):
         self.name = name
         self.weight = float(weight)
         self.frontend: HarmonicCQT | None = None
+        self._grid: Grid | None = None
 
     # -- construction -----------------------------------------------------------------
     def bind(self, frontend: HarmonicCQT) -> None:
         """Attach the front end whose grid defines frames and bins (called by the module)."""
         self.frontend = frontend
+        self._grid = frontend.grid
 
     @property
     def fe(self) -> HarmonicCQT:
+        """The bound front end (its STFT, for tasks that invert one)."""
         if self.frontend is None:
             raise RuntimeError(f"task {self.name!r} is not bound to a front end")
         return self.frontend
 
-    @abstractmethod
-    def build_head(self, trunk_channels: int) -> nn.Module:
-        """The head: an `nn.Module` mapping `Features` to this task's output (B, ...).
+    @property
+    def grid(self) -> Grid:
+        """The frame and f0-bin grid of the bound front end."""
+        if self._grid is None:
+            raise RuntimeError(f"task {self.name!r} is not bound to a front end")
+        return self._grid
 
-        The head sets ``uses_trunk`` / ``uses_stft`` attributes (default True / False)
-        so the shared model computes only the features some head reads.
-        """
+    @abstractmethod
+    def build_head(self, trunk_channels: int) -> Head:
+        """The head: a `mir.models.model.Head` mapping `Features` to this task's output
+        (B, ...); its ``uses_trunk`` / ``uses_stft`` say which shared features it reads."""
 
     # -- data -------------------------------------------------------------------------
     @abstractmethod
@@ -89,6 +89,11 @@ class Task(ABC):
     def stems_needed(self) -> tuple[str, ...]:
         """Stems this task reads from tracks (others may be dropped to save memory)."""
         return ()
+
+    @property
+    def min_crop_seconds(self) -> float:
+        """Shortest training excerpt this task needs, in s (0: no minimum)."""
+        return 0.0
 
     # -- training ---------------------------------------------------------------------
     @abstractmethod

@@ -34,12 +34,14 @@ import librosa
 import mir_eval
 import numpy as np
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mir.data.track import Track
+from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import OnsetCRNN
-from mir.tasks.base import Task, Window, masked_mean
+from mir.models.model import Head
+from mir.tasks.base import Task, masked_mean
 from mir.tasks.drums import onset_targets, pick_peaks
 
 UNKNOWN = -1.0
@@ -119,8 +121,8 @@ class BeatsTask(Task):
         self.conv_channels = int(conv_channels)
         self.hidden = int(hidden)
 
-    def build_head(self, trunk_channels: int) -> nn.Module:
-        return OnsetCRNN(trunk_channels, self.fe.n_bins, 2, self.conv_channels, 4, self.hidden)
+    def build_head(self, trunk_channels: int) -> Head:
+        return OnsetCRNN(trunk_channels, self.grid.n_bins, 2, self.conv_channels, 4, self.hidden)
 
     def has_labels(self, track: Track) -> bool:
         return track.beats is not None
@@ -129,7 +131,7 @@ class BeatsTask(Task):
         """(2, T) targets: beats, downbeats; the downbeat row is -1 when unknown."""
         if track.beats is None:
             return np.zeros((2, window.n_frames), dtype=np.float32)
-        fps = self.fe.frames_per_second
+        fps = self.grid.frames_per_second
         beats = np.asarray(track.beats, dtype=np.float64)
         if track.downbeats is None:
             out = onset_targets([beats, np.zeros(0)], fps, window, self.widen)
@@ -150,13 +152,13 @@ class BeatsTask(Task):
     def decode(self, output: np.ndarray, track: Track) -> BeatEstimate:
         act = 1.0 / (1.0 + np.exp(-output.astype(np.float64)))  # (2, T)
         beats = self.decode_beats(act[0])
-        fps = self.fe.frames_per_second
+        fps = self.grid.frames_per_second
         peaks = pick_peaks(act[1], fps, self.threshold, min_gap=self.downbeat_min_gap)
         return BeatEstimate(beats, snap_to_beats(peaks, beats))
 
     def decode_beats(self, act: np.ndarray) -> np.ndarray:
         """Beat times (s) from a beat activation (T,) in [0, 1]."""
-        fps = self.fe.frames_per_second
+        fps = self.grid.frames_per_second
         if self.decoder == "peaks":
             return pick_peaks(act, fps, self.threshold, min_gap=self.min_gap)
         # librosa's tracker fails (IndexError) on a one-frame clip: no beats there
@@ -164,8 +166,8 @@ class BeatsTask(Task):
             return np.zeros(0)
         _, beats = librosa.beat.beat_track(
             onset_envelope=act,
-            sr=self.fe.sr,
-            hop_length=self.fe.hop,
+            sr=self.grid.sr,
+            hop_length=self.grid.hop,
             start_bpm=self.start_bpm,
             tightness=self.tightness,
             units="time",

@@ -38,12 +38,14 @@ from collections.abc import Sequence
 import mir_eval
 import numpy as np
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mir.data.track import Track
+from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import OnsetCRNN
-from mir.tasks.base import Task, Window, masked_mean
+from mir.models.model import Head
+from mir.tasks.base import Task, masked_mean
 
 UNKNOWN = -1.0
 """Target value of a class whose onsets a track does not annotate."""
@@ -146,9 +148,9 @@ class DrumsTask(Task):
         self.conv_channels = int(conv_channels)
         self.hidden = int(hidden)
 
-    def build_head(self, trunk_channels: int) -> nn.Module:
+    def build_head(self, trunk_channels: int) -> Head:
         return OnsetCRNN(
-            trunk_channels, self.fe.n_bins, len(self.classes), self.conv_channels, 4, self.hidden
+            trunk_channels, self.grid.n_bins, len(self.classes), self.conv_channels, 4, self.hidden
         )
 
     def has_labels(self, track: Track) -> bool:
@@ -169,7 +171,7 @@ class DrumsTask(Task):
         """(K, T) targets; the rows of classes the track does not annotate are -1."""
         if not self.has_labels(track):
             return np.zeros((len(self.classes), window.n_frames), dtype=np.float32)
-        out = onset_targets(self._events(track), self.fe.frames_per_second, window, self.widen)
+        out = onset_targets(self._events(track), self.grid.frames_per_second, window, self.widen)
         out[~np.asarray(self.known(track))] = UNKNOWN
         return out
 
@@ -184,7 +186,7 @@ class DrumsTask(Task):
 
     def decode(self, output: np.ndarray, track: Track) -> list[np.ndarray]:
         act = 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
-        fps = self.fe.frames_per_second
+        fps = self.grid.frames_per_second
         return [pick_peaks(act[k], fps, th) for k, th in enumerate(self.thresholds)]
 
     def evaluate_track(self, track: Track, estimate: list[np.ndarray]) -> dict[str, float]:

@@ -25,12 +25,14 @@ from typing import Any
 import mir_eval
 import numpy as np
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mir.data.track import Track
+from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import SalienceHead
-from mir.tasks.base import Task, Window, frame_values, masked_mean
+from mir.models.model import Head
+from mir.tasks.base import Task, frame_values, masked_mean
 
 THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
 
@@ -114,12 +116,12 @@ class SalienceTask(Task):
                 best, best_score = th, score
         self._threshold_buffer().fill_(best)
 
-    def build_head(self, trunk_channels: int) -> nn.Module:
+    def build_head(self, trunk_channels: int) -> Head:
         self.head = SalienceHead(
             trunk_channels,
             hidden=self.head_channels,
             wide_channels=self.wide_channels,
-            freq_kernel=max(3, round(self.head_octaves * self.fe.bins_per_octave)),
+            freq_kernel=max(3, round(self.head_octaves * self.grid.bins_per_octave)),
             time_kernel=self.time_kernel,
             threshold=self.initial_threshold,
             **self.head_options,  # type: ignore[arg-type]
@@ -132,19 +134,19 @@ class SalienceTask(Task):
         raise NotImplementedError
 
     def targets(self, track: Track, window: Window) -> np.ndarray:
-        fe = self.fe
-        times = fe.frame_times(window.start_frame + window.n_frames)[window.start_frame :]
-        target = np.zeros((fe.n_bins, window.n_frames), dtype=np.float32)
+        grid = self.grid
+        times = grid.frame_times(window.start_frame + window.n_frames)[window.start_frame :]
+        target = np.zeros((grid.n_bins, window.n_frames), dtype=np.float32)
         if not self.has_labels(track):
             return target
-        bins = np.arange(fe.n_bins, dtype=np.float64)[:, None]
-        sigma = max(self.sigma_cents * fe.bins_per_octave / 1200.0, 0.5)
+        bins = np.arange(grid.n_bins, dtype=np.float64)[:, None]
+        sigma = max(self.sigma_cents * grid.bins_per_octave / 1200.0, 0.5)
         for f0 in self._voices(track, times):
             voiced = f0 > 0
             if not voiced.any():
                 continue
             pos = np.full(len(f0), -1e9)
-            pos[voiced] = fe.bins_per_octave * np.log2(f0[voiced] / fe.fmin)
+            pos[voiced] = grid.bin_of(f0[voiced])
             g = np.exp(-0.5 * ((bins - pos[None, :]) / sigma) ** 2).astype(np.float32)
             np.maximum(target, g, out=target)
         return target
@@ -193,13 +195,13 @@ class MultiF0Task(SalienceTask):
         # Peaks and the threshold are compared on the logits: the sigmoid is monotonic, so
         # the result is the same without computing it over the whole (F, T) map.
         logits = np.asarray(output, dtype=np.float32)  # (F, T)
-        times = self.fe.frame_times(logits.shape[1])
+        times = self.grid.frame_times(logits.shape[1])
         peaks = np.zeros_like(logits, dtype=bool)
         peaks[1:-1] = (logits[1:-1] >= logits[:-2]) & (logits[1:-1] > logits[2:])
         peaks &= logits >= logit(self.threshold)
         t_idx, f_idx = np.nonzero(peaks.T)  # frame-major, bins ascending within a frame
         counts = np.bincount(t_idx, minlength=logits.shape[1])
-        freqs = self.fe.freqs[f_idx].astype(np.float64)
+        freqs = self.grid.freqs[f_idx].astype(np.float64)
         return times, np.split(freqs, np.cumsum(counts)[:-1])
 
     def evaluate_track(self, track: Track, estimate: tuple) -> dict[str, float]:
@@ -212,7 +214,7 @@ class MultiF0Task(SalienceTask):
         return {k: float(v) for k, v in scores.items()}
 
     def baseline(self, track: Track) -> tuple[np.ndarray, list[np.ndarray]]:
-        times = self.fe.frame_times(self.fe.n_frames(len(track.audio)))
+        times = self.grid.frame_times(self.grid.n_frames(len(track.audio)))
         return times, [np.zeros(0) for _ in times]
 
 
@@ -238,9 +240,9 @@ class SingleF0Task(SalienceTask):
 
     def decode(self, output: np.ndarray, track: Track) -> tuple[np.ndarray, np.ndarray]:
         logits = np.asarray(output, dtype=np.float32)  # (F, T); the sigmoid is monotonic
-        times = self.fe.frame_times(logits.shape[1])
+        times = self.grid.frame_times(logits.shape[1])
         peak = logits.argmax(axis=0)  # (T,)
-        f0 = self.fe.freqs[peak].astype(np.float64)
+        f0 = self.grid.freqs[peak].astype(np.float64)
         f0[logits[peak, np.arange(logits.shape[1])] < logit(self.threshold)] = 0.0
         return times, f0
 
@@ -253,7 +255,7 @@ class SingleF0Task(SalienceTask):
         return {k: float(v) for k, v in scores.items()}
 
     def baseline(self, track: Track) -> tuple[np.ndarray, np.ndarray]:
-        times = self.fe.frame_times(self.fe.n_frames(len(track.audio)))
+        times = self.grid.frame_times(self.grid.n_frames(len(track.audio)))
         return times, np.zeros(len(times))
 
 

@@ -38,15 +38,17 @@ from typing import Any
 import mir_eval
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mir.bsseval import museval_scores, si_sdr
 from mir.data.track import Track
 from mir.errors import ConfigError
+from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import MaskUNet
+from mir.models.model import Head
 from mir.models.unet import JanssonUNet, masked_istft_blocks
-from mir.tasks.base import Task, Window, masked_mean
+from mir.tasks.base import Task, masked_mean
 
 
 class SeparationTask(Task):
@@ -87,7 +89,7 @@ class SeparationTask(Task):
         self.unet: JanssonUNet | None = None  # the built Jansson head, read by loss/decode
         self.museval = bool(museval)
 
-    def build_head(self, trunk_channels: int) -> nn.Module:
+    def build_head(self, trunk_channels: int) -> Head:
         if self.unet_factory is None:
             return MaskUNet(len(self.sources), self.channels, self.dropout_levels)
         self.unet = self.unet_factory(
@@ -101,7 +103,7 @@ class SeparationTask(Task):
         if self.unet is None:
             return 0.0
         # one front-end hop more than a patch, so the excerpt's 8192-Hz STFT has the frames
-        return self.unet.min_seconds + 2 * self.fe.hop / self.fe.sr
+        return self.unet.min_seconds + 2 * self.grid.hop / self.grid.sr
 
     def stems_needed(self) -> tuple[str, ...]:
         return self.sources

@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mir.data.track import Track
 from mir.errors import ConfigError
 from mir.models.features import Features
 from mir.models.heads import TagCNN
+from mir.models.model import Head
 from mir.models.tagging import ShortChunkResNet
 from mir.tasks.base import Task, Window, masked_mean
 
@@ -78,7 +79,7 @@ class TaggingTask(Task):
         self.index = {t: i for i, t in enumerate(self.tags)}
         self.channels = tuple(int(c) for c in channels)
 
-    def build_head(self, trunk_channels: int) -> nn.Module:
+    def build_head(self, trunk_channels: int) -> Head:
         if self.arch == "shortchunk_res":
             return ShortChunkResNet(
                 trunk_channels, len(self.tags), self.channels, self.freq_pool, self.dropout
