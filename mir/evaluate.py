@@ -116,12 +116,6 @@ def _light(track: Any) -> Any:
     return replace(track, audio=np.zeros(0, dtype=np.float32), stems=None)
 
 
-def _overrides_evaluate(task: Any) -> bool:
-    from mir.tasks.base import Task
-
-    return type(task).evaluate is not Task.evaluate
-
-
 def summarise(
     per_track: Sequence[Mapping[str, Any]], task_summary: Mapping[str, float]
 ) -> dict[str, dict[str, float]]:
@@ -179,7 +173,7 @@ def evaluate(
     }
     # Tasks whose summary is not a mean over tracks (tagging's AUCs) need every estimate.
     kept: dict[str, dict[str, tuple[list[Any], list[Any]]]] = {
-        s: {n: ([], []) for n, t in tasks.items() if _overrides_evaluate(t)} for s in systems
+        s: {n: ([], []) for n, t in tasks.items() if t.set_level_summary} for s in systems
     }
     wanted = None if ids is None else {str(i) for i in ids}
     chosen = select_tracks(datasets, split, wanted, max_tracks)

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 
 from mir.data.track import Track
+from mir.errors import ConfigError
 from mir.frontend import HarmonicCQT
 from mir.grid import Grid
 from mir.models.model import MultiTaskModel, Trunk
@@ -56,7 +57,9 @@ class MirModule(pl.LightningModule):
         if not tasks:
             raise ValueError("at least one task is needed")
         self.tasks = dict(tasks)
-        for task in self.tasks.values():
+        for name, task in self.tasks.items():
+            if task.name != name:
+                raise ConfigError(f"task.{name}: its name is {task.name!r}; use name: {name}")
             task.bind(frontend)
         trunk_module = trunk(in_channels=frontend.n_harmonics)
         if not isinstance(trunk_module, Trunk):
@@ -224,7 +227,7 @@ class MirModule(pl.LightningModule):
                     item[name] = ("raw", outputs[name].astype(np.float16), labelled)
                     continue
                 est = estimates[name]
-                if type(task).evaluate is Task.evaluate:  # the mean of per-track scores
+                if not task.set_level_summary:  # the mean of per-track scores
                     scores = task.evaluate([track], [est])[0]
                     item[name] = ("scores", scores[0] if scores else None, labelled)
                 else:

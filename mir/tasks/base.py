@@ -2,14 +2,20 @@
 
 A task knows how to build its head, turn a track's annotations into targets for a window
 of the front end's frame grid, compute its loss with a per-example label mask, decode a
-full-track output into times and values, and evaluate the decoding with `mir_eval`.
-The training loop (`mir.module.MirModule`) knows nothing task-specific.
+full-track output into times and values, evaluate the decoding with `mir_eval` and
+summarise it over a set, write its ``mir.predict`` files and JAMS annotation, draw its
+figure, describe its output for ``mir.export``, name its report columns, and say what the
+tests expect of it. The training loop (`mir.module.MirModule`), ``mir.predict``,
+``mir.evaluate``, ``mir.export``, ``mir.report`` and the callbacks know nothing
+task-specific: they call these methods.
 """
 
 from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -22,7 +28,15 @@ from mir.grid import Grid, Window
 from mir.models.features import Features
 from mir.models.model import Head
 
-__all__ = ["Grid", "Task", "Window", "masked_mean", "mean_scores"]
+__all__ = [
+    "Expectations",
+    "Grid",
+    "OutputContext",
+    "Task",
+    "Window",
+    "masked_mean",
+    "mean_scores",
+]
 
 
 class Task(ABC):
@@ -126,14 +140,100 @@ class Task(ABC):
     def evaluate(
         self, tracks: list[Track], estimates: list[Any]
     ) -> tuple[list[dict[str, float]], dict[str, float]]:
-        """Scores per track and their summary over the set (mean by default)."""
+        """Scores of each labelled track (`evaluate_track`) and their `summarise`."""
         per_track = []
         for track, est in zip(tracks, estimates, strict=True):
             if self.has_labels(track):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     per_track.append(self.evaluate_track(track, est))
-        return per_track, mean_scores(per_track)
+        return per_track, self.summarise(tracks, estimates, per_track)
+
+    set_level_summary: bool = False
+    """Whether `summarise` is more than the mean of the per-track scores (set-level metrics
+    such as tagging's AUCs): validation, test and ``mir.evaluate`` then keep every track
+    (without audio) and estimate of a split and call `evaluate` on the whole set, instead of
+    keeping per-track scores only."""
+
+    def summarise(
+        self, tracks: list[Track], estimates: list[Any], per_track: list[dict[str, float]]
+    ) -> dict[str, float]:
+        """The summary over a set of tracks: the mean of each per-track metric by default
+        (`per_track` holds the scores of the labelled tracks, in order)."""
+        return mean_scores(per_track)
+
+    # -- outputs: files, figure, export, report, tests --------------------------------------
+    decode_reads_audio: bool = False
+    """Whether `decode` reads the track's audio (separation applies masks to the mixture),
+    so streamed inference keeps the audio for it."""
+
+    @abstractmethod
+    def write_outputs(self, ctx: OutputContext, estimate: Any) -> list[Any]:
+        """Write this task's files for one input into ``ctx.out_dir`` (each atomically,
+        through `mir.outputs`; names start with `name`) and return its JAMS annotations
+        (`jams.Annotation` or `mir.outputs.LazyAnnotation`), for ``mir.predict``."""
+
+    @abstractmethod
+    def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
+        """A matplotlib figure of one track's raw output (its first `n_frames` frames)
+        against the reference, for W&B; None when this task draws none."""
+
+    def media_audio(self, track: Track, output: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """(caption, waveform at the track's rate) clips logged beside the mixture (the
+        estimated stems of separation); none by default."""
+        return []
+
+    @abstractmethod
+    def output_shape(self) -> str:
+        """The raw output's shape and meaning, in the B/S/K/F/T letters (``mir.export``)."""
+
+    def export_labels(self) -> dict[str, Any]:
+        """What a user of an export needs to read the output: its axes' labels (sources,
+        classes, tags) and decoding settings (thresholds); none by default."""
+        return {}
+
+    report_columns: tuple[str, ...] = ()
+    """mir_eval keys of this task shown by default in ``mir.report collect`` tables."""
+
+    def expectations(self) -> Expectations:
+        """What the contract, smoke and learning tests check of this task: by default that
+        its evaluation gives the monitored key, and that the trained model's monitored
+        metric beats the trivial baseline."""
+        return Expectations(keys=frozenset({self.monitor}), metric=self.monitor)
+
+
+@dataclass
+class OutputContext:
+    """What a task's `write_outputs` knows about one input file of ``mir.predict``."""
+
+    out_dir: Path
+    duration: float  # s
+    sr_in: int  # the file's sample rate, Hz
+    channels: np.ndarray | None  # (C, N') the channels at the model's rate (U-Net only)
+    n_in: int  # the file's length in samples at sr_in
+    raw: dict[str, np.ndarray]  # task -> undecoded full-track output
+    top_k: int
+    min_note: float
+    path: Path | None = None  # the input
+    sr_model: int = 0  # the model's sample rate, Hz
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """A task's test expectations.
+
+    Attributes:
+        keys: mir_eval keys its evaluation must give (a subset of what it gives).
+        metric: the key the learning test compares with the trivial baseline.
+        higher_is_better: the direction in which `metric` must beat the baseline.
+        held_out: `metric` is a set-level score too noisy on the few test tracks: the
+            learning test compares it on every held-out track (validation and test).
+    """
+
+    keys: frozenset[str]
+    metric: str
+    higher_is_better: bool = True
+    held_out: bool = False
 
 
 def mean_scores(per_track: list[dict[str, float]]) -> dict[str, float]:

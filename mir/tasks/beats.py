@@ -28,7 +28,7 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import librosa
 import mir_eval
@@ -41,7 +41,7 @@ from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import OnsetCRNN
 from mir.models.model import Head
-from mir.tasks.base import Task, masked_mean
+from mir.tasks.base import Expectations, OutputContext, Task, masked_mean
 from mir.tasks.drums import onset_targets, pick_peaks
 
 UNKNOWN = -1.0
@@ -191,3 +191,40 @@ class BeatsTask(Task):
     def baseline(self, track: Track) -> BeatEstimate:
         beats = np.arange(0.0, track.duration, 0.5)  # 120 BPM from 0 s
         return BeatEstimate(beats, beats[::4].copy())
+
+    # -- outputs ------------------------------------------------------------------------
+    def expectations(self) -> Expectations:
+        keys = {"F-measure", "Cemgil", "Cemgil Best Metric Level", "Goto", "P-score"}
+        keys |= {
+            f"{m} Metric Level {k}" for m in ("Correct", "Any") for k in ("Continuous", "Total")
+        }
+        keys |= {"Information gain", "downbeat/F-measure"}
+        return Expectations(keys=frozenset(keys), metric=self.monitor)
+
+    def write_outputs(self, ctx: OutputContext, estimate: Any) -> list[Any]:
+        """``<name>.beats.txt`` and ``<name>.downbeats.txt`` (one time per line) and a JAMS
+        ``beat`` annotation valued by metrical position (1 = downbeat)."""
+        from mir import outputs
+
+        beats, downbeats = estimate  # BeatEstimate(beats, downbeats), times in s
+        outputs.write_beats(ctx.out_dir / f"{self.name}.beats.txt", beats)
+        outputs.write_beats(ctx.out_dir / f"{self.name}.downbeats.txt", downbeats)
+        return [outputs.beats_annotation(self.name, beats, ctx.duration, downbeats)]
+
+    def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
+        """Beat and downbeat activations against the reference."""
+        from mir.callbacks import activations_figure
+
+        refs = None
+        if track.beats is not None:
+            down = track.downbeats if track.downbeats is not None else np.zeros(0)
+            refs = [np.asarray(track.beats, float), np.asarray(down, float)]
+        return activations_figure(
+            self.name, self.grid, output, n_frames, ["beat", "downbeat"], refs
+        )
+
+    def output_shape(self) -> str:
+        return "(B, 2, T) beat and downbeat logits"
+
+    def export_labels(self) -> dict[str, Any]:
+        return {"threshold": self.threshold}

@@ -32,7 +32,7 @@ from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import SalienceHead
 from mir.models.model import Head
-from mir.tasks.base import Task, frame_values, masked_mean
+from mir.tasks.base import Expectations, OutputContext, Task, frame_values, masked_mean
 
 THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
 
@@ -160,6 +160,21 @@ class SalienceTask(Task):
         """(F, T) logits -> (F, T) salience in [0, 1]."""
         return 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
 
+    # -- outputs ------------------------------------------------------------------------
+    def output_shape(self) -> str:
+        return "(B, F, T) salience logits on the f0 grid"
+
+    def export_labels(self) -> dict[str, Any]:
+        return {"threshold": self.threshold}
+
+    def _salience_image(self, ax: Any, output: np.ndarray, n_frames: int) -> None:
+        """The salience of the first `n_frames` frames on `ax`, bins upwards."""
+        from mir.callbacks import time_extent
+
+        sal = self.salience(output[:, :n_frames])
+        extent = time_extent(self.grid, n_frames, len(sal))
+        ax.imshow(sal, origin="lower", aspect="auto", vmin=0, vmax=1, extent=extent)
+
 
 class MultiF0Task(SalienceTask):
     """Multi-f0 estimation: every active f0 per frame (`mir_eval.multipitch`)."""
@@ -217,6 +232,58 @@ class MultiF0Task(SalienceTask):
         times = self.grid.frame_times(self.grid.n_frames(len(track.audio)))
         return times, [np.zeros(0) for _ in times]
 
+    report_columns = ("Accuracy",)
+
+    def expectations(self) -> Expectations:
+        keys = frozenset({"Accuracy", "Precision", "Recall"})
+        return Expectations(keys=keys, metric=self.monitor)
+
+    def write_outputs(self, ctx: OutputContext, estimate: Any) -> list[Any]:
+        """``<name>.csv`` (``time<TAB>f1<TAB>f2...``), ``<name>.mid`` (notes) and their
+        JAMS ``pitch_contour`` and ``note_hz`` annotations, written without per-frame
+        objects."""
+        from mir import outputs
+
+        times, freqs = estimate
+        notes = outputs.multif0_to_notes(times, freqs, min_duration=ctx.min_note)
+        outputs.write_multif0(ctx.out_dir / f"{self.name}.csv", times, freqs)
+        outputs.write_notes_midi(ctx.out_dir / f"{self.name}.mid", notes, name=self.name)
+        return [
+            outputs.LazyAnnotation(
+                "pitch_contour", self.name, ctx.duration, lambda: outputs.multif0_rows(times, freqs)
+            ),
+            outputs.LazyAnnotation(
+                "note_hz", self.name, ctx.duration, lambda: outputs.notes_rows(notes)
+            ),
+        ]
+
+    def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
+        """Salience, and the decoded piano roll against the reference."""
+        from mir.callbacks import axes_figure, freq_to_bin
+
+        grid = self.grid
+        fig, (ax, roll) = axes_figure(2)
+        self._salience_image(ax, output, n_frames)
+        ax.set(title=f"{self.name}: salience", ylabel="bin")
+        times, freqs = self.decode(output[:, :n_frames], track)
+        est = [(t, b) for t, fs in zip(times, freqs, strict=True) for b in freq_to_bin(grid, fs)]
+        if self.has_labels(track):
+            rt, rf = track.multif0
+            end = n_frames / grid.frames_per_second
+            ref = [
+                (t, b)
+                for t, fs in zip(rt, rf, strict=True)
+                if t <= end
+                for b in freq_to_bin(grid, fs)
+            ]
+            if ref:
+                roll.plot(*np.array(ref).T, "s", color="0.7", ms=3, label="reference")
+        if est:
+            roll.plot(*np.array(est).T, "r.", ms=2, label="estimate")
+        roll.set(title="piano roll", xlabel="time (s)", ylabel="bin", ylim=(0, grid.n_bins))
+        roll.legend(loc="upper right")
+        return fig
+
 
 class SingleF0Task(SalienceTask):
     """One voice's f0 (melody, bass or vocal), evaluated with `mir_eval.melody`.
@@ -257,6 +324,55 @@ class SingleF0Task(SalienceTask):
     def baseline(self, track: Track) -> tuple[np.ndarray, np.ndarray]:
         times = self.grid.frame_times(self.grid.n_frames(len(track.audio)))
         return times, np.zeros(len(times))
+
+    report_columns = ("Overall Accuracy", "Raw Pitch Accuracy")
+
+    def expectations(self) -> Expectations:
+        keys = {"Overall Accuracy", "Raw Pitch Accuracy", "Raw Chroma Accuracy"}
+        keys |= {"Voicing Recall", "Voicing False Alarm"}
+        return Expectations(keys=frozenset(keys), metric=self.monitor)
+
+    def export_labels(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "voice": self.voice}
+
+    def write_outputs(self, ctx: OutputContext, estimate: Any) -> list[Any]:
+        """``<name>.csv`` (``time,f0`` rows, 0 Hz = unvoiced), ``<name>.mid`` (notes) and
+        their JAMS ``pitch_contour`` and ``note_hz`` annotations, written without
+        per-frame objects."""
+        from mir import outputs
+
+        times, f0 = estimate
+        notes = outputs.f0_to_notes(times, f0, min_duration=ctx.min_note)
+        outputs.write_f0(ctx.out_dir / f"{self.name}.csv", times, f0)
+        outputs.write_notes_midi(ctx.out_dir / f"{self.name}.mid", notes, name=self.name)
+        return [
+            outputs.LazyAnnotation(
+                "pitch_contour", self.name, ctx.duration, lambda: outputs.f0_rows(times, f0)
+            ),
+            outputs.LazyAnnotation(
+                "note_hz", self.name, ctx.duration, lambda: outputs.notes_rows(notes)
+            ),
+        ]
+
+    def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
+        """Salience (F, T) with the reference f0 drawn over it."""
+        from mir.callbacks import axes_figure, freq_to_bin
+
+        fig, (ax,) = axes_figure()
+        self._salience_image(ax, output, n_frames)
+        if self.has_labels(track):
+            t, f = track.f0[self.voice]
+            keep = np.asarray(t) <= n_frames / self.grid.frames_per_second
+            ax.plot(
+                np.asarray(t)[keep],
+                freq_to_bin(self.grid, np.asarray(f)[keep]),
+                "r.",
+                ms=2,
+                label="reference",
+            )
+            ax.legend(loc="upper right")
+        ax.set(title=f"{self.name}: salience vs reference f0", xlabel="time (s)", ylabel="bin")
+        return fig
 
 
 __all__ = ["MultiF0Task", "SingleF0Task"]
