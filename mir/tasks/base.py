@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mir.data.track import Track
@@ -35,6 +36,7 @@ __all__ = [
     "Task",
     "Window",
     "masked_mean",
+    "masked_weighted_bce",
     "mean_scores",
 ]
 
@@ -252,6 +254,27 @@ def masked_mean(per_example: Tensor, mask: Tensor) -> Tensor:
     """Mean of (B,) losses over masked-in examples; a graph-connected 0 when none is."""
     m = mask.to(per_example.dtype)
     return (per_example * m).sum() / m.sum().clamp_min(1.0)
+
+
+def masked_weighted_bce(output: Tensor, target: Tensor, mask: Tensor, pos_weight: float) -> Tensor:
+    """BCE of frame activations where some targets are unknown, positives up-weighted.
+
+    Args:
+        output: (B, K, T) logits.
+        target: (B, K, T) targets in [0, 1], or -1 where unknown (those frames get no loss).
+        mask: (B,) examples that carry this task's labels.
+        pos_weight: weight of frames whose target is > 0 (onsets and beats are rare).
+
+    Returns:
+        The mean over masked-in examples of each example's loss summed over its known
+        frames and divided by their number.
+    """
+    known = (target >= 0).to(output.dtype)
+    y = target.clamp_min(0.0)
+    weight = known * (1.0 + (pos_weight - 1.0) * (y > 0).to(output.dtype))
+    per = F.binary_cross_entropy_with_logits(output, y, weight=weight, reduction="none")
+    per_example = per.flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1.0)  # (B,)
+    return masked_mean(per_example, mask)
 
 
 def frame_values(times: np.ndarray, values: np.ndarray, frame_times: np.ndarray) -> np.ndarray:

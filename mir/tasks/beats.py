@@ -33,7 +33,6 @@ from typing import Any, Literal, NamedTuple
 import librosa
 import mir_eval
 import numpy as np
-import torch.nn.functional as F
 from torch import Tensor
 
 from mir.data.track import Track
@@ -41,7 +40,7 @@ from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import OnsetCRNN
 from mir.models.model import Head
-from mir.tasks.base import Expectations, OutputContext, Task, masked_mean
+from mir.tasks.base import Expectations, OutputContext, Task, masked_weighted_bce
 from mir.tasks.drums import onset_targets, pick_peaks
 
 UNKNOWN = -1.0
@@ -142,12 +141,7 @@ class BeatsTask(Task):
 
     def loss(self, output: Tensor, target: Tensor, mask: Tensor, feats: Features) -> Tensor:
         """Weighted BCE over known frames; (B, 2, T) logits and targets, (B,) mask."""
-        known = (target >= 0).to(output.dtype)
-        y = target.clamp_min(0.0)
-        weight = known * (1.0 + (self.pos_weight - 1.0) * (y > 0).to(output.dtype))
-        per = F.binary_cross_entropy_with_logits(output, y, weight=weight, reduction="none")
-        per_example = per.flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1.0)  # (B,)
-        return masked_mean(per_example, mask)
+        return masked_weighted_bce(output, target, mask, self.pos_weight)
 
     def decode(self, output: np.ndarray, track: Track) -> BeatEstimate:
         act = 1.0 / (1.0 + np.exp(-output.astype(np.float64)))  # (2, T)

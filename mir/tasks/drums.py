@@ -39,7 +39,6 @@ from typing import Any
 
 import mir_eval
 import numpy as np
-import torch.nn.functional as F
 from torch import Tensor
 
 from mir.data.track import Track
@@ -47,7 +46,7 @@ from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import OnsetCRNN
 from mir.models.model import Head
-from mir.tasks.base import Expectations, OutputContext, Task, masked_mean, mean_scores
+from mir.tasks.base import Expectations, OutputContext, Task, masked_weighted_bce, mean_scores
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +180,7 @@ class DrumsTask(Task):
 
     def loss(self, output: Tensor, target: Tensor, mask: Tensor, feats: Features) -> Tensor:
         """Weighted BCE over known frames; (B, K, T) logits and targets, (B,) mask."""
-        known = (target >= 0).to(output.dtype)
-        y = target.clamp_min(0.0)
-        weight = known * (1.0 + (self.pos_weight - 1.0) * (y > 0).to(output.dtype))
-        per = F.binary_cross_entropy_with_logits(output, y, weight=weight, reduction="none")
-        per_example = per.flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1.0)  # (B,)
-        return masked_mean(per_example, mask)
+        return masked_weighted_bce(output, target, mask, self.pos_weight)
 
     def decode(self, output: np.ndarray, track: Track) -> list[np.ndarray]:
         act = 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
