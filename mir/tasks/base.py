@@ -37,6 +37,7 @@ __all__ = [
     "Window",
     "masked_mean",
     "masked_weighted_bce",
+    "nearest_index",
     "mean_scores",
 ]
 
@@ -277,6 +278,26 @@ def masked_weighted_bce(output: Tensor, target: Tensor, mask: Tensor, pos_weight
     return masked_mean(per_example, mask)
 
 
+def nearest_index(times: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Index of the time nearest each query time (the earlier one on a tie).
+
+    Args:
+        times: (K,) sorted times in s, K >= 1.
+        query: (T,) times in s.
+
+    Returns:
+        (T,) int indices into `times`.
+    """
+    times = np.asarray(times)
+    query = np.asarray(query)
+    if len(times) == 1:
+        return np.zeros(len(query), dtype=np.intp)
+    right = np.clip(np.searchsorted(times, query), 1, len(times) - 1)  # first time >= query
+    left = right - 1
+    choose_left = np.abs(query - times[left]) <= np.abs(times[right] - query)
+    return np.where(choose_left, left, right)
+
+
 def frame_values(times: np.ndarray, values: np.ndarray, frame_times: np.ndarray) -> np.ndarray:
     """Nearest-neighbour lookup of a time series at `frame_times` (0 outside its span).
 
@@ -288,12 +309,7 @@ def frame_values(times: np.ndarray, values: np.ndarray, frame_times: np.ndarray)
     out = np.zeros(len(frame_times), dtype=np.float64)
     if len(times) == 0:
         return out
-    idx = np.searchsorted(times, frame_times)
-    idx = np.clip(idx, 1, len(times) - 1) if len(times) > 1 else np.zeros_like(idx)
-    left = np.maximum(idx - 1, 0)
-    choose_left = np.abs(frame_times - times[left]) <= np.abs(times[idx] - frame_times)
-    nearest = np.where(choose_left, left, idx)
-    out[:] = values[nearest]
+    out[:] = values[nearest_index(times, frame_times)]
     step = np.median(np.diff(times)) if len(times) > 1 else 0.0
     outside = (frame_times < times[0] - step) | (frame_times > times[-1] + step)
     out[outside] = 0.0

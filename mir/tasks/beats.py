@@ -40,7 +40,7 @@ from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import OnsetCRNN
 from mir.models.model import Head
-from mir.tasks.base import Expectations, OutputContext, Task, masked_weighted_bce
+from mir.tasks.base import Expectations, OutputContext, Task, masked_weighted_bce, nearest_index
 from mir.tasks.drums import onset_targets, pick_peaks
 
 UNKNOWN = -1.0
@@ -58,11 +58,7 @@ def snap_to_beats(times: np.ndarray, beats: np.ndarray) -> np.ndarray:
     """Each time moved to its nearest beat, duplicates dropped (s, sorted)."""
     if len(times) == 0 or len(beats) == 0:
         return np.zeros(0)
-    idx = np.searchsorted(beats, times)
-    left = beats[np.clip(idx - 1, 0, len(beats) - 1)]
-    right = beats[np.clip(idx, 0, len(beats) - 1)]
-    nearest = np.where(np.abs(times - left) <= np.abs(right - times), left, right)
-    return np.unique(nearest)
+    return np.unique(beats[nearest_index(beats, times)])
 
 
 class BeatsTask(Task):

@@ -32,7 +32,14 @@ from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import SalienceHead
 from mir.models.model import Head
-from mir.tasks.base import Expectations, OutputContext, Task, frame_values, masked_mean
+from mir.tasks.base import (
+    Expectations,
+    OutputContext,
+    Task,
+    frame_values,
+    masked_mean,
+    nearest_index,
+)
 
 THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
 
@@ -190,12 +197,9 @@ class MultiF0Task(SalienceTask):
     def _voices(self, track: Track, frame_times: np.ndarray) -> list[np.ndarray]:
         assert track.multif0 is not None
         times, freqs = track.multif0
-        idx = np.clip(np.searchsorted(times, frame_times), 0, len(times) - 1)
-        if len(times) > 1:
-            left = np.maximum(idx - 1, 0)
-            idx = np.where(
-                np.abs(frame_times - times[left]) <= np.abs(times[idx] - frame_times), left, idx
-            )
+        if len(times) == 0:
+            return []
+        idx = nearest_index(times, frame_times)
         step = np.median(np.diff(times)) if len(times) > 1 else np.inf
         n_voices = max((len(f) for f in freqs), default=0)
         voices = np.zeros((n_voices, len(frame_times)))
