@@ -35,7 +35,7 @@ from typing import Any
 from mir.audio import atomic_write
 from mir.data.track import Track
 from mir.errors import ConfigError
-from mir.tasks.base import Task
+from mir.tasks.base import Task, score_stats
 
 
 def default_columns() -> list[tuple[str, str]]:
@@ -129,20 +129,12 @@ def score_table(
 
 
 def median_scores(per_track: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict:
-    """Per task, the median over tracks of each numeric score (NaN ignored), as the MUSDB18
-    literature reports separation; tracks are rows ``{"track": name, metric: value}``."""
-    out: dict[str, dict[str, float]] = {}
-    for task, rows in per_track.items():
-        keys = dict.fromkeys(k for r in rows for k in r if k != "track")
-        med = {}
-        for k in keys:
-            vals = [float(r[k]) for r in rows if isinstance(r.get(k), (int, float))]
-            vals = sorted(v for v in vals if not math.isnan(v))
-            if vals:
-                n = len(vals)
-                med[k] = vals[n // 2] if n % 2 else 0.5 * (vals[n // 2 - 1] + vals[n // 2])
-        out[task] = med
-    return out
+    """Per task, the median over tracks of each score (`score_stats`: NaN ignored), as the
+    MUSDB18 literature reports separation; tracks are rows ``{"track": name, metric: value}``."""
+    return {
+        task: {k: s["median"] for k, s in score_stats(rows).items() if s["n"]}
+        for task, rows in per_track.items()
+    }
 
 
 def text_table(rows: Sequence[Sequence[str]], title: str = "") -> str:

@@ -122,3 +122,37 @@ def test_salience_targets_are_unchanged():
             np.testing.assert_array_equal(a, b)
         assert multi.targets(track, window).any()
         assert single.targets(track, window).any()
+
+
+def test_score_summaries_share_one_helper():
+    """Means for validation, medians for the README's tables and mir.evaluate's mean/median/n
+    all come from `score_stats`: NaN and infinite scores are left out, names ignored."""
+    from mir.evaluate import summarise
+    from mir.report import median_scores
+    from mir.tasks.base import mean_scores, score_stats
+
+    nan, inf = float("nan"), float("inf")
+    rows = [
+        {"track": "a", "SDR": 1.0, "SIR": nan, "F": 0.5},
+        {"track": "b", "SDR": 5.0, "SIR": 2.0, "F": inf},
+        {"track": "c", "SDR": 3.0, "SIR": 4.0, "F": nan},
+        {"track": "d", "SDR": 100.0},
+    ]
+    stats = score_stats(rows)
+    assert list(stats) == ["SDR", "SIR", "F"]
+    assert stats["SDR"] == {"mean": 27.25, "median": 4.0, "n": 4}
+    assert stats["SIR"] == {"mean": 3.0, "median": 3.0, "n": 2}
+    assert stats["F"] == {"mean": 0.5, "median": 0.5, "n": 1}
+    assert mean_scores(rows) == {"SDR": 27.25, "SIR": 3.0, "F": 0.5}
+    assert median_scores({"t": rows}) == {"t": {"SDR": 4.0, "SIR": 3.0, "F": 0.5}}
+    assert summarise(rows, {"ROC-AUC": 0.75, "SDR": nan}) == {
+        "ROC-AUC": {"value": 0.75},
+        "SDR": stats["SDR"],
+        "SIR": stats["SIR"],
+        "F": stats["F"],
+    }
+    only_nan = score_stats([{"x": nan}])["x"]
+    assert only_nan["n"] == 0
+    assert np.isnan(only_nan["mean"])
+    assert np.isnan(only_nan["median"])
+    assert mean_scores([]) == {}

@@ -12,8 +12,10 @@ task-specific: they call these methods.
 
 from __future__ import annotations
 
+import math
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +41,7 @@ __all__ = [
     "masked_weighted_bce",
     "nearest_index",
     "mean_scores",
+    "score_stats",
 ]
 
 
@@ -239,16 +242,33 @@ class Expectations:
     held_out: bool = False
 
 
-def mean_scores(per_track: list[dict[str, float]]) -> dict[str, float]:
-    """Mean of each metric over tracks (NaNs ignored)."""
-    if not per_track:
-        return {}
-    keys = list(per_track[0])
-    out = {}
-    for k in keys:
-        vals = np.array([float(s[k]) for s in per_track if k in s], dtype=np.float64)
-        out[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+def score_stats(per_track: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean, median and count over tracks of each metric, the one summary of scores.
+
+    Args:
+        per_track: a row of scores per track (a ``track`` key, the track's name, is ignored).
+
+    Returns:
+        metric -> {"mean", "median", "n"} over the finite values (NaN and infinite scores
+        are left out; mean and median are NaN when none is finite), for every metric that
+        some row has, in the order first seen.
+    """
+    keys = dict.fromkeys(k for row in per_track for k in row if k != "track")
+    out: dict[str, dict[str, float]] = {}
+    for key in keys:
+        vals = np.array([float(r[key]) for r in per_track if key in r], dtype=np.float64)
+        finite = vals[np.isfinite(vals)]
+        out[key] = {
+            "mean": float(finite.mean()) if len(finite) else math.nan,
+            "median": float(np.median(finite)) if len(finite) else math.nan,
+            "n": len(finite),
+        }
     return out
+
+
+def mean_scores(per_track: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean of each metric over tracks (NaN and infinite scores left out; `score_stats`)."""
+    return {k: s["mean"] for k, s in score_stats(per_track).items()}
 
 
 def masked_mean(per_example: Tensor, mask: Tensor) -> Tensor:
