@@ -19,15 +19,7 @@ import yaml
 
 from mir.errors import ConfigError
 from mir.train import instantiate, run
-from tests.conftest import CONF, REPO, SMALL, SMALL_EMBEDDED
-
-SMOKE = [
-    "trainer=smoke",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "trainer.enable_progress_bar=false",
-]
+from tests.conftest import CONF, REPO, SMALL, SMALL_EMBEDDED, SMOKE
 
 
 def cli(embedded_root: Path, *overrides: str) -> list[str]:

@@ -14,15 +14,7 @@ import pandas as pd
 import pytest
 
 from mir.train import run
-from tests.conftest import TASKS
-
-SMOKE = [
-    "trainer=smoke",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "trainer.enable_progress_bar=false",
-]
+from tests.conftest import SMOKE, TASKS
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -64,15 +56,8 @@ def test_cli_prints_full_track_table(embedded_root, tmp_path):
             "-m",
             "mir.train",
             "task=[melody,drums]",
-            *SMOKE,
-            "frontend=tiny",
-            "model=tiny",
-            "logger=[csv]",
+            "debug=smoke",
             f"data.datasets.embedded.root={embedded_root}",
-            "data.datasets.embedded.n_pieces=6",
-            "data.datasets.embedded.max_duration=8.0",
-            "data.crop_seconds=2.0",
-            "data.batch_size=4",
             f"hydra.run.dir={tmp_path}/run",
         ],
         capture_output=True,
