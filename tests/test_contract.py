@@ -116,6 +116,15 @@ def test_task_owns_its_figure_and_export_shape(all_tasks_module, name):
     axes = shape[1 : shape.index(")")].split(", ")
     assert len(axes) == raw.ndim + 1, (shape, raw.shape)
     assert json.loads(json.dumps(task.export_labels())) == task.export_labels()
+    from mir.export import metadata
+
+    info = metadata(module)["task_info"][name]
+    assert info["shape"] == shape
+    assert info["class"] == type(task).__name__
+    # a task's default report columns are in the report's default table
+    from mir.report import default_columns
+
+    assert [k for t, k in default_columns() if t == name] == list(task.report_columns)
 
 
 def test_predict_writes_every_tasks_outputs(all_tasks_module, tmp_path):
