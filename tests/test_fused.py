@@ -13,7 +13,13 @@ from torch import nn
 
 from mir.frontend import HarmonicCQT
 from mir.inference import infer_track
-from mir.models.fused import FusedSalienceHeads, InferenceModel, fold_batch_norms, inference_model
+from mir.models.fused import (
+    FrequencyFolded,
+    FusedSalienceHeads,
+    InferenceModel,
+    fold_batch_norms,
+    inference_model,
+)
 from mir.models.heads import OnsetCRNN, SalienceHead
 from mir.models.layers import ConvTrunk
 from mir.models.model import MultiTaskModel
@@ -96,7 +102,9 @@ def test_heads_without_a_hidden_layer_fuse_their_wide_layer() -> None:
     model = small_model(hidden=0)  # as published: the wide layer reads the trunk
     fast = inference_model(model)
     assert fast.fused is not None
-    assert fast.fused.first.kernel_size == (13, 1)
+    # the wide layer is the fused first one, computed on folded bins (13 >= 2 * FREQ_FOLD)
+    assert isinstance(fast.fused.first, FrequencyFolded)
+    assert fast.fused.first.plain[0].kernel_size == (13, 1)
     x = torch.randn(1, 15000) * 0.1
     with torch.no_grad():
         assert_same_outputs(model(x)[0], fast(x)[0])
