@@ -21,7 +21,7 @@ from mir.models.fused import (
     inference_model,
 )
 from mir.models.heads import OnsetCRNN, SalienceHead
-from mir.models.layers import ConvTrunk
+from mir.models.layers import ConvTrunk, SameConv2d
 from mir.models.model import MultiTaskModel
 
 
@@ -179,3 +179,84 @@ def test_keep_crops_frames_and_kept_frames_are_exact() -> None:
             out[name][..., 30:50], ref[name][..., 30:50], rtol=0, atol=1e-5 * scale
         )
         assert float(out[name][..., :10].abs().max()) == 0.0  # not computed
+
+
+@pytest.mark.parametrize(
+    ("make", "n_bins"),
+    [
+        # the salience heads' layers after the first (mir layout, batch norm folded): 71 x 1
+        (lambda: [nn.Conv2d(8, 4, (71, 1), padding=(35, 0)), nn.ReLU(), nn.Conv2d(4, 1, 1)], 360),
+        # conv, BN, ReLU, with a time kernel
+        (lambda: [nn.Conv2d(6, 4, (13, 3), padding=(6, 1)), nn.BatchNorm2d(4), nn.ReLU()], 48),
+        # published layout: even 70 x 3 kernel with TensorFlow "same" padding, ReLU, then BN
+        (
+            lambda: [SameConv2d(5, 8, (70, 3)), nn.ReLU(), nn.BatchNorm2d(8), nn.Conv2d(8, 1, 1)],
+            360,
+        ),
+        (lambda: [SameConv2d(5, 3, (6, 2)), nn.ReLU(), nn.BatchNorm2d(3)], 40),
+        # F not a multiple of the fold: runs unfolded
+        (lambda: [nn.Conv2d(8, 4, (13, 1), padding=(6, 0)), nn.ReLU()], 50),
+    ],
+)
+def test_frequency_folded_equals_the_layers(make, n_bins: int) -> None:
+    torch.manual_seed(0)
+    layers = nn.Sequential(*make())
+    randomise_batch_norms(layers)
+    layers.eval()
+    folded = FrequencyFolded(list(layers)).eval()
+    x = torch.randn(2, layers[0].in_channels, n_bins, 11).contiguous(
+        memory_format=torch.channels_last
+    )
+    with torch.no_grad():
+        ref = layers(x.clone())
+        out = folded(x.clone())
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_frequency_folded_rejects_strided_layers() -> None:
+    strided = [nn.Conv2d(4, 4, (9, 1), stride=(2, 1), padding=(4, 0))]
+    assert not FrequencyFolded.foldable(strided)
+    assert not FrequencyFolded.foldable([nn.ReLU()])  # no convolution
+    assert not FrequencyFolded.foldable([nn.Conv2d(4, 4, (9, 1), padding=(2, 0))])  # shrinks
+    with pytest.raises(ValueError, match="cannot be folded"):
+        FrequencyFolded(strided)
+
+
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_published_layout_heads_fuse_and_agree(hidden: int) -> None:
+    """Keras layout (conv+ReLU, then BN; TensorFlow "same" padding of even kernels)."""
+    torch.manual_seed(0)
+    fe = HarmonicCQT(bins_per_octave=12, n_octaves=4, fmin=65.4, harmonics=(0.5, 1, 2, 3))
+    trunk = ConvTrunk(fe.n_harmonics, channels=(8,), kernels=((5, 5),), layout="keras")
+    heads: dict[str, nn.Module] = {
+        name: SalienceHead(
+            8, hidden=hidden, wide_channels=4, freq_kernel=14, time_kernel=2, layout="keras"
+        )
+        for name in ("multif0", "melody")
+    }
+    model = MultiTaskModel(fe, trunk, heads)
+    randomise_batch_norms(model)
+    model.eval()
+    fast = inference_model(model)
+    assert fast.fused is not None
+    x = torch.randn(1, 15000) * 0.1
+    with torch.no_grad():
+        assert_same_outputs(model(x)[0], fast(x)[0])
+
+
+def test_single_salience_head_takes_the_fast_path() -> None:
+    torch.manual_seed(0)
+    fe = HarmonicCQT(bins_per_octave=12, n_octaves=4, fmin=65.4, harmonics=(0.5, 1, 2, 3))
+    trunk = ConvTrunk(fe.n_harmonics, channels=(8,), kernels=((5, 5),), layout="keras")
+    head = SalienceHead(8, hidden=0, wide_channels=4, freq_kernel=14, time_kernel=3, layout="keras")
+    model = MultiTaskModel(fe, trunk, {"multif0": head})
+    randomise_batch_norms(model)
+    model.eval()
+    fast = inference_model(model)
+    assert fast.fused is not None
+    assert isinstance(fast.fused.first, FrequencyFolded)
+    assert fast.context is not None  # all convolutional: chunks may be cropped
+    x = torch.randn(1, 15000) * 0.1
+    with torch.no_grad():
+        assert_same_outputs(model(x)[0], fast(x)[0])
