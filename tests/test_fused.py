@@ -6,6 +6,8 @@ output range (measured about 1e-7).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -14,9 +16,11 @@ from torch import nn
 from mir.frontend import HarmonicCQT
 from mir.inference import infer_track
 from mir.models.fused import (
+    ChannelAffine,
     FrequencyFolded,
     FusedSalienceHeads,
     InferenceModel,
+    batch_norms_as_affine,
     fold_batch_norms,
     inference_model,
 )
@@ -242,7 +246,11 @@ def test_published_layout_heads_fuse_and_agree(hidden: int) -> None:
     assert fast.fused is not None
     x = torch.randn(1, 15000) * 0.1
     with torch.no_grad():
-        assert_same_outputs(model(x)[0], fast(x)[0])
+        ref, feats = model(x)
+        out, fast_feats = fast(x)
+    assert_same_outputs(ref, out)
+    # batch norms run in place only on tensors nothing else reads: the HCQT is untouched
+    torch.testing.assert_close(fast_feats.hcqt, feats.hcqt, rtol=0, atol=0)
 
 
 def test_single_salience_head_takes_the_fast_path() -> None:
@@ -260,3 +268,20 @@ def test_single_salience_head_takes_the_fast_path() -> None:
     x = torch.randn(1, 15000) * 0.1
     with torch.no_grad():
         assert_same_outputs(model(x)[0], fast(x)[0])
+
+
+def test_batch_norms_as_affine_equal_and_spare_the_input() -> None:
+    seq = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU(), nn.BatchNorm2d(3))
+    randomise_batch_norms(seq)
+    seq.eval()
+    x = torch.randn(2, 3, 8, 5).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = seq(x)
+        kept = x.clone()
+        affine = batch_norms_as_affine(copy.deepcopy(seq))
+        assert [type(m) for m in affine] == [ChannelAffine, nn.ReLU, ChannelAffine]
+        assert not affine[0].inplace  # reads the caller's tensor
+        assert affine[2].inplace  # reads the ReLU's output
+        out = affine(x)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(x, kept, rtol=0, atol=0)
