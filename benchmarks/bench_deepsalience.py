@@ -12,9 +12,10 @@ each warmed up once and timed `--repeats` times (best wall time and process CPU 
 * ours (project venv): ``pretrained:deepsalience/<model>``, the released weights converted into
   mir (`mir.pretrained`);
   - ``network``: trunk and head on mir's HCQT of the whole track in the authors' 2000-frame
-    slices, once as the plain port (`MultiTaskModel`'s trunk and head) and once as the fast
-    inference copy (`mir.models.fused.inference_model`: batch norms folded, the 70-bin layer on
-    folded bins, channels-last);
+    slices, under the front end's thread policy (`mir.frontend.choose_threads`: fewer threads
+    when other processes keep the cores busy), once as the plain port (`MultiTaskModel`'s
+    trunk and head) and once as the fast inference copy (`mir.models.fused.inference_model`:
+    batch norms folded, the 70-bin layer on folded bins, channels-last);
   - ``end_to_end``: audio file to decoded multi-f0 as `mir.predict` runs it: `load_audio`,
     `mir.inference.infer_track` (30 s chunks, the fast path) and the task's `decode`.
 * Keras (the authors' network, TensorFlow 2.15 in its own venv, `deepsalience_keras_peer.py`):
@@ -112,8 +113,9 @@ def main(argv: list[str] | None = None) -> dict:
         (head,) = model.heads.values()
 
         def plain_network() -> None:
-            for x in slices:
-                head(Features(audio=torch.zeros(1, 1), hcqt=x, trunk=model.trunk(x)))
+            with fe.thread_policy():  # the same thread count as the fast path
+                for x in slices:
+                    head(Features(audio=torch.zeros(1, 1), hcqt=x, trunk=model.trunk(x)))
 
         def fast_network() -> None:
             with fe.thread_policy():
