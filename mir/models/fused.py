@@ -135,7 +135,7 @@ class _FoldedConv(nn.Module):
         if isinstance(conv, SameConv2d):
             t_lo, t_hi, f_lo, _ = conv.same_pad
         else:
-            f_lo, t_lo = conv.padding  # type: ignore[misc]
+            f_lo, t_lo = conv.padding  # type: ignore[misc,assignment]  # ints: checked by foldable
             t_hi = t_lo
         # output bin s*f' + q reads input bin s*f' + q + k - f_lo = s*(f' + d) + r
         taps = {
@@ -284,7 +284,7 @@ def batch_norms_as_affine(module: nn.Module) -> nn.Module:
     or read the input; those that follow another layer of their ``nn.Sequential`` work in place.
     """
     for name, child in module.named_children():
-        if _affine_bn(child):
+        if isinstance(child, nn.BatchNorm2d) and _affine_bn(child):
             inplace = isinstance(module, nn.Sequential) and int(name) > 0
             setattr(module, name, ChannelAffine.from_batch_norm(child, inplace=inplace))
         else:
@@ -316,17 +316,20 @@ class FusedSalienceHeads(nn.Module):
     def __init__(self, heads: dict[str, SalienceHead]) -> None:
         super().__init__()
         self.names = list(heads)
-        firsts, rests = [], []
+        firsts: list[nn.Conv2d] = []
+        rests: list[nn.Module] = []
         for head in heads.values():
             net = fold_batch_norms(pad_in_conv(copy.deepcopy(head.net)))
             layers = _flat(net)
+            assert isinstance(layers[0], nn.Conv2d)  # checked by fusable
             firsts.append(layers[0])
             rests.append(self._rest(layers[1:]))
         ref = firsts[0]
-        self.widths = [c.out_channels for c in firsts]
+        self.widths = [int(c.out_channels) for c in firsts]
         first: nn.Conv2d
         if isinstance(ref, SameConv2d):
-            first = SameConv2d(ref.in_channels, sum(self.widths), ref.kernel_size, bias=True)
+            kf, kt = ref.kernel_size
+            first = SameConv2d(ref.in_channels, sum(self.widths), (kf, kt), bias=True)
         else:
             first = nn.Conv2d(
                 ref.in_channels,
@@ -335,10 +338,10 @@ class FusedSalienceHeads(nn.Module):
                 padding=ref.padding,  # type: ignore[arg-type]
                 bias=True,
             )
-        self.first = first.to(ref.weight.device, ref.weight.dtype)
+        self.first: nn.Module = first.to(ref.weight.device, ref.weight.dtype)
         with torch.no_grad():
-            self.first.weight.copy_(torch.cat([c.weight for c in firsts]))
-            self.first.bias.copy_(
+            first.weight.copy_(torch.cat([c.weight for c in firsts]))
+            first.bias.copy_(  # type: ignore[union-attr]  # built with bias=True
                 torch.cat(
                     [
                         c.bias if c.bias is not None else c.weight.new_zeros(w)
@@ -347,7 +350,7 @@ class FusedSalienceHeads(nn.Module):
                 )
             )
         if first.kernel_size[0] >= _FOLD_MIN_BINS:  # no hidden layer: the wide one is first
-            self.first = FrequencyFolded([self.first], FREQ_FOLD)
+            self.first = FrequencyFolded([first], FREQ_FOLD)
         self.rests = nn.ModuleList(rests)
 
     @staticmethod
