@@ -8,12 +8,9 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import sys
-from collections.abc import Iterator
 from inspect import signature
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mir.configs import CONF
 from mir.errors import ConfigError, MirError
+from mir.rundir import LOCK, run_dir_lock  # noqa: F401  (LOCK: part of this module's API)
 
 log = logging.getLogger("mir.train")
 
@@ -124,44 +122,6 @@ def check_settings(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=absent)
         if value is not absent and not ok(value):
             raise ConfigError(f"{key}={value!r} must be {what}")
-
-
-LOCK = "train.lock"
-
-
-@contextlib.contextmanager
-def run_dir_lock(out_dir: Path) -> Iterator[None]:
-    """Hold an advisory lock (``fcntl.flock``) on ``<run dir>/train.lock`` while training,
-    so a second training in the same run dir refuses at once instead of overwriting the
-    checkpoints and scores. The lock holder's PID is written in the file; the lock goes
-    with the process (a killed run leaves no stale lock). DDP ranks other than 0 share
-    rank 0's lock.
-
-    Raises:
-        ConfigError: another process holds the lock (its PID is named).
-    """
-    import fcntl
-
-    if any(int(os.environ.get(k, "0") or 0) for k in ("LOCAL_RANK", "RANK", "NODE_RANK")):
-        yield
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise ConfigError(
-                f"run dir {out_dir} is in use by another training (PID {holder}, lock {path}); "
-                "wait for it to finish or choose another hydra.run.dir"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
