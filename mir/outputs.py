@@ -106,14 +106,24 @@ class Ragged(Sequence[np.ndarray]):
     """Multi-f0 frames stored flat: frame i is ``values[offsets[i]:offsets[i + 1]]``.
 
     Holds one array of all f0s and one of offsets, instead of one array object per frame.
+    With `table`, `values` are indices into it (a frequency grid, e.g. the front end's
+    bins) kept in their own small dtype: 2 bytes an f0 as uint16 instead of 8, and each
+    frame's f0s are looked up (as float64, the same numbers) when it is read.
     """
 
-    def __init__(self, values: np.ndarray, counts: np.ndarray) -> None:
-        self.values = np.asarray(values, dtype=np.float64)
+    def __init__(
+        self, values: np.ndarray, counts: np.ndarray, table: np.ndarray | None = None
+    ) -> None:
+        self.table = None if table is None else np.asarray(table, dtype=np.float64)
+        self.values = np.asarray(values) if table is not None else np.asarray(values, np.float64)
         self.offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    def _frame(self, i: int) -> np.ndarray:
+        v = self.values[self.offsets[i] : self.offsets[i + 1]]
+        return v if self.table is None else self.table[v]
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
@@ -122,11 +132,24 @@ class Ragged(Sequence[np.ndarray]):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(i)
-        return self.values[self.offsets[i] : self.offsets[i + 1]]
+        return self._frame(i)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
-            yield self.values[self.offsets[i] : self.offsets[i + 1]]
+            yield self._frame(i)
+
+
+def grid_indices(table: np.ndarray, hz: np.ndarray) -> np.ndarray:
+    """The indices (uint16) of frequencies `hz` taken from the ascending grid `table`.
+
+    Raises:
+        ValueError: a frequency is not on the grid.
+    """
+    table = np.asarray(table, dtype=np.float64)
+    idx = np.searchsorted(table, hz).clip(0, max(len(table) - 1, 0))
+    if len(hz) and not np.array_equal(table[idx], hz):
+        raise ValueError("frequencies off the grid")
+    return idx.astype(np.uint16)
 
 
 def write_multif0(

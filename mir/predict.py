@@ -616,22 +616,34 @@ class SingleF0Stream(Stream):
 
 
 class MultiF0Stream(Stream):
-    """multi-f0: each chunk decoded at once (peaks per frame); the f0s kept flat."""
+    """multi-f0: each chunk decoded at once (peaks per frame); the f0s kept flat and compact
+    (`mir.outputs.Ragged` over the front end's bins: 2 bytes an f0, 2 a frame)."""
 
     def __init__(self, name: str, task: Any, stub: Any) -> None:
         self.name, self.task, self.stub = name, task, stub
-        self.values: list[np.ndarray] = []
-        self.counts: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []  # bin indices (uint16)
+        self.counts: list[np.ndarray] = []  # f0s per frame (uint16)
 
     def feed(self, f0: int, f1: int, out: np.ndarray) -> None:
+        from mir.outputs import grid_indices
+
         _, freqs = self.task.decode(out, self.stub)
-        self.counts.append(np.array([len(f) for f in freqs], dtype=np.int64))
-        self.values.append(np.concatenate(freqs) if freqs else np.zeros(0))
+        self.counts.append(np.array([len(f) for f in freqs], dtype=np.uint16))
+        hz = np.concatenate(freqs) if freqs else np.zeros(0)
+        self.values.append(grid_indices(self.task.fe.freqs, hz))
+
+    def freqs(self) -> Any:
+        from mir.outputs import Ragged
+
+        values = np.concatenate(self.values)
+        counts = np.concatenate(self.counts)
+        self.values, self.counts = [values], [counts]
+        return Ragged(values, counts, table=self.task.fe.freqs)
 
     def finish(self, ctx: FileContext) -> list[Any]:
         from mir import outputs
 
-        freqs = outputs.Ragged(np.concatenate(self.values), np.concatenate(self.counts))
+        freqs = self.freqs()
         times = self.task.fe.frame_times(len(freqs))
         notes = outputs.multif0_to_notes(times, freqs, min_duration=ctx.min_note)
         outputs.write_multif0(ctx.out_dir / f"{self.name}.csv", times, freqs)
@@ -800,14 +812,12 @@ def make_stream(name: str, task: Any, audio: Any, out_dir: Path | None) -> Strea
 def estimate_of(stream: Stream, track: Any) -> Any:
     """The decoded estimate of a stream made with no output folder, once fed every chunk
     (`MirModule.analyse`); `track` is what `Task.decode` reads."""
-    from mir.outputs import Ragged
-
     task = stream.task  # type: ignore[attr-defined]
     if isinstance(stream, SingleF0Stream):
         f0 = np.concatenate(stream.parts)
         return task.fe.frame_times(len(f0)), f0
     if isinstance(stream, MultiF0Stream):
-        freqs = Ragged(np.concatenate(stream.values), np.concatenate(stream.counts))
+        freqs = stream.freqs()
         return task.fe.frame_times(len(freqs)), list(freqs)
     if isinstance(stream, SeparationStream):
         stream.finish(None)  # type: ignore[arg-type]
@@ -916,6 +926,7 @@ def run(
 
     from mir.audio import remove_temp_files
     from mir.checkpoint import checkpoint_file, checkpoint_name, load_module
+    from mir.inference import return_freed_memory
 
     if not ckpt:
         raise ConfigError("no checkpoint given: use ckpt=<path to .ckpt>")
@@ -939,6 +950,7 @@ def run(
     checkpoint_file(ckpt)
     module, _ = load_module(ckpt, map_location="cpu")
     module = to_device(module, device)
+    return_freed_memory()  # memory then does not grow with the input's length
     meta = {"ckpt": checkpoint_name(ckpt)}
     if out_root.is_dir():
         remove_temp_files(out_root)  # a killed run's half-written files

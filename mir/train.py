@@ -139,8 +139,6 @@ def _run(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
 
     from mir.audio import set_strict
     from mir.report import (
-        baseline_scores,
-        coverage,
         median_scores,
         run_identity,
         score_table,
@@ -192,17 +190,17 @@ def _run(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
         base = None
         if not trainer.is_global_zero:  # under DDP every rank holds the same scores
             return result
+        base, result["test_coverage"], n_test = baseline_and_coverage(
+            module.tasks, datamodule, bool(cfg.baselines)
+        )
         if cfg.baselines:
-            base = baseline_scores(module.tasks, datamodule.tracks("test"))
             result["test_baseline"] = base
-        test_tracks = datamodule.tracks("test")
-        result["test_coverage"] = coverage(module.tasks, test_tracks)
         table = score_table(
             result["test"],
             base,
-            title=f"Full-track test scores ({len(test_tracks)} tracks)",
+            title=f"Full-track test scores ({n_test} tracks)",
             coverage=result["test_coverage"],
-            n_tracks=len(test_tracks),
+            n_tracks=n_test,
         )
         print("\n" + table + "\n", flush=True)
     if not trainer.is_global_zero:
@@ -211,6 +209,51 @@ def _run(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
     log.info("scores written to %s", out_dir / "scores.json")
     finish_wandb(loggers)
     return result
+
+
+def baseline_and_coverage(
+    tasks: dict[str, Any], datamodule: Any, baselines: bool = True
+) -> tuple[dict[str, dict[str, float]] | None, dict[str, dict[str, Any]], int]:
+    """Each task's trivial-baseline scores on the test split and which tracks each task
+    scores, one track at a time (loaded, scored, dropped), so memory does not grow with
+    the split; the same numbers as `mir.report.baseline_scores` and `mir.report.coverage`
+    on the whole split in memory. Tasks whose summary is not a mean over tracks (tagging's
+    AUCs) keep each track's baseline estimate and the track without its audio.
+
+    Returns:
+        (task -> baseline summary, or None without `baselines`; task -> {"scored": n,
+        "skipped": [{"track", "reason"}]}; the number of test tracks).
+    """
+    from mir.module import _without_audio
+    from mir.tasks.base import Task, mean_scores
+
+    ids = datamodule.track_ids("test")
+    cov: dict[str, dict[str, Any]] = {n: {"scored": 0, "skipped": []} for n in tasks}
+    per_track: dict[str, list[dict[str, float]]] = {n: [] for n in tasks}
+    kept: dict[str, tuple[list[Any], list[Any]]] = {
+        n: ([], []) for n, t in tasks.items() if type(t).evaluate is not Task.evaluate
+    }
+    for dname, tid in ids:
+        track = datamodule.load(dname, tid)
+        for name, task in tasks.items():
+            reason = task.skip_reason(track)
+            cov[name]["scored"] += reason is None
+            cov[name]["skipped"] += [{"track": track.name, "reason": reason}] if reason else []
+            if not baselines:
+                continue
+            est = task.baseline(track)
+            if name in kept:
+                kept[name][0].append(_without_audio(track))
+                kept[name][1].append(est)
+            else:
+                per_track[name] += task.evaluate([track], [est])[0]
+    base = None
+    if baselines:
+        base = {
+            n: task.evaluate(*kept[n])[1] if n in kept else mean_scores(per_track[n])
+            for n, task in tasks.items()
+        }
+    return base, cov, len(ids)
 
 
 def finish_wandb(loggers: list[Any]) -> None:
