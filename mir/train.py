@@ -212,9 +212,9 @@ def _run(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
 
 
 def baseline_and_coverage(
-    tasks: dict[str, Any], datamodule: Any, baselines: bool = True
+    tasks: dict[str, Any], datamodule: Any, baselines: bool = True, split: str = "test"
 ) -> tuple[dict[str, dict[str, float]] | None, dict[str, dict[str, Any]], int]:
-    """Each task's trivial-baseline scores on the test split and which tracks each task
+    """Each task's trivial-baseline scores on `split` and which tracks each task
     scores, one track at a time (loaded, scored, dropped), so memory does not grow with
     the split; the same numbers as `mir.report.baseline_scores` and `mir.report.coverage`
     on the whole split in memory. Tasks whose summary is not a mean over tracks (tagging's
@@ -222,12 +222,12 @@ def baseline_and_coverage(
 
     Returns:
         (task -> baseline summary, or None without `baselines`; task -> {"scored": n,
-        "skipped": [{"track", "reason"}]}; the number of test tracks).
+        "skipped": [{"track", "reason"}]}; the number of tracks).
     """
     from mir.module import _without_audio
     from mir.tasks.base import Task, mean_scores
 
-    ids = datamodule.track_ids("test")
+    ids = datamodule.track_ids(split)
     cov: dict[str, dict[str, Any]] = {n: {"scored": 0, "skipped": []} for n in tasks}
     per_track: dict[str, list[dict[str, float]]] = {n: [] for n in tasks}
     kept: dict[str, tuple[list[Any], list[Any]]] = {
