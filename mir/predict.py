@@ -662,14 +662,18 @@ class SeparationStream(Stream):
     """Mask separation: each block of frames is masked and inverted per channel as soon as
     the masks around it are known (the same samples as one pass over the track, see
     `mir.models.unet.masked_istft_blocks`), resampled to the input's rate by a soxr stream
-    and appended to the stems' wav files."""
+    and appended to the stems' wav files. The Jansson U-Net's held masks (``fullband``) are
+    interpolated onto the STFT a block at a time (`JanssonUNet.stft_masks` on the frames
+    held), so only the masks around the current block are kept."""
 
     def __init__(self, name: str, task: Any, audio: Any, out_dir: Path | None) -> None:
         from mir.audio import WavWriter
 
         fe = task.fe
         self.name, self.task, self.fe, self.audio = name, task, fe, audio
+        self.unet = task.unet
         self.m = fe.n_fft // fe.hop + 1  # frames an STFT frame reaches (as masked_istft_blocks)
+        self.reach = 0 if self.unet is None else self.unet.reach  # held frames a block reads
         self.n_frames = fe.n_frames(audio.n)
         self.masks = np.zeros((len(task.sources), 0, 0), np.float32)
         self.masks_start = 0  # global frame of self.masks[:, :, 0]
@@ -694,11 +698,12 @@ class SeparationStream(Stream):
 
     def feed(self, f0: int, f1: int, out: np.ndarray) -> None:
         core = out
-        held = self.masks[:, :, max(0, self.done - 2 * self.m - self.masks_start) :]
+        keep = self.done - 2 * self.m - self.reach
+        held = self.masks[:, :, max(0, keep - self.masks_start) :]
         self.masks_start += self.masks.shape[2] - held.shape[2]
         self.masks = np.concatenate([held, core], axis=2) if held.size else core.copy()
         known = f1
-        upto = self.n_frames if known >= self.n_frames else known - 2 * self.m
+        upto = self.n_frames if known >= self.n_frames else known - 2 * self.m - self.reach
         if upto > self.done:
             self._separate(self.done, upto)
 
@@ -715,7 +720,12 @@ class SeparationStream(Stream):
         _, chans = self.audio.get(a, b)
         dev = next((buf.device for buf in fe.buffers()), torch.device("cpu"))
         i = s0 - self.masks_start
-        masks = torch.from_numpy(np.ascontiguousarray(self.masks[:, :, i : i + s1 - s0])).to(dev)
+        if self.unet is None:
+            masks = torch.from_numpy(np.ascontiguousarray(self.masks[:, :, i : i + s1 - s0]))
+        else:
+            held = torch.from_numpy(np.ascontiguousarray(self.masks)).to(dev)
+            masks = self.unet.stft_masks(held, n, s0, s1, self.masks_start, self.n_frames)
+        masks = masks.to(dev)
         lo, hi = t0 * hop - a, min(n, t1 * hop) - a
         per_channel = []
         with torch.no_grad():
@@ -751,10 +761,11 @@ class SeparationStream(Stream):
 
 
 class RawStream(Stream):
-    """Any other task (drums, beats, tagging, the U-Net separation): its raw output is kept
-    (a few values per frame, or one per track) and decoded at the end, as before. The U-Net
-    separation, whose decoding reads the whole track, keeps the audio stream's samples (the
-    file is still read and resampled once)."""
+    """Any other task (drums, beats, tagging, the U-Net separation with ``reconstruct:
+    paper``): its raw output is kept (a few values per frame, or one per track) and decoded
+    at the end, as before. The ``paper`` U-Net separation, whose 8192-Hz inverse STFT reads
+    the whole track, keeps its raw output and the audio stream's samples (the file is still
+    read and resampled once)."""
 
     def __init__(self, name: str, task: Any, audio: Any = None) -> None:
         self.name, self.task, self.audio = name, task, audio
@@ -804,7 +815,7 @@ def make_stream(name: str, task: Any, audio: Any, out_dir: Path | None) -> Strea
         return SingleF0Stream(name, task, stub)
     if type(task) is MultiF0Task:
         return MultiF0Stream(name, task, stub)
-    if type(task) is SeparationTask and task.unet is None:
+    if type(task) is SeparationTask and (task.unet is None or task.unet.reconstruct == "fullband"):
         return SeparationStream(name, task, audio, out_dir)
     return RawStream(name, task, audio)
 

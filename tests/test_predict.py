@@ -474,6 +474,62 @@ def test_unet_separation_reads_and_resamples_the_file_once(compose, tmp_path, mo
         np.testing.assert_allclose(got, want[k].T, atol=1e-4)
 
 
+def test_unet_separation_is_streamed_and_equals_the_whole_track(compose, tmp_path, monkeypatch):
+    """The Jansson U-Net (``fullband``) in many chunks: its stems are written block by block
+    from a window of held masks that does not grow with the track, and equal the stems of
+    its whole-track masks; a window of the held masks gives `stft_masks` to the bit."""
+    import torch
+
+    import mir.predict
+    from mir.audio import resample
+    from mir.predict import SeparationStream, _fit_length, predict_file, separate_channels
+    from mir.train import instantiate
+
+    cfg = compose(
+        ["experiment=jansson_unet", "task.separation.unet.channels=[4,4,4,4,4,4]"], tmp_path
+    )
+    module = instantiate(cfg.model).eval()
+    module.chunk_seconds, module.margin_seconds = 0.7, 0.5  # 9 chunks
+    monkeypatch.setattr(mir.predict, "BLOCK_SECONDS", 0.45)
+    task, fe = module.tasks["separation"], module.model.frontend
+    rng = np.random.default_rng(4)
+    n_in = int(6.1 * 44100)
+    t = np.arange(n_in) / 44100
+    x = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 196 * t)], 1)
+    x = (x + 0.05 * rng.standard_normal(x.shape)).astype(np.float32)
+    path = tmp_path / "st.wav"
+    sf.write(path, x, 44100, subtype="FLOAT")
+    mono = load_audio(path, sr=fe.sr)
+    chans = _fit_length(resample(load_audio(path, sr=44100, mono=False), 44100, fe.sr), len(mono))
+    raw = module.infer(Track(name="st", audio=mono, sr=fe.sr))["separation"]  # same chunks
+    want = separate_channels(task, raw, chans)
+    want = _fit_length(np.stack([resample(s, fe.sr, 44100) for s in want]), n_in)
+
+    held_frames = []
+    feed = SeparationStream.feed
+
+    def recording_feed(self, f0, f1, out):
+        feed(self, f0, f1, out)
+        held_frames.append(self.masks.shape[2])
+
+    monkeypatch.setattr(SeparationStream, "feed", recording_feed)
+    predict_file(module, path, tmp_path / "out")
+    n_frames = raw.shape[-1]
+    core = round(module.chunk_seconds * fe.sr / fe.hop)
+    m = fe.n_fft // fe.hop + 1
+    assert len(held_frames) == 9
+    assert max(held_frames) <= core + 2 * (2 * m + task.unet.reach) < n_frames / 2
+    for k, source in enumerate(task.sources):
+        got, rate = sf.read(tmp_path / "out" / f"{source}.wav", dtype="float32")
+        assert (rate, got.shape) == (44100, x.shape)
+        np.testing.assert_allclose(got, want[k].T, atol=2e-5)
+
+    held = torch.from_numpy(raw)
+    whole = task.unet.stft_masks(held, len(mono), 40, 90)
+    window = task.unet.stft_masks(held[..., 25:110], len(mono), 40, 90, 25, n_frames)
+    torch.testing.assert_close(window, whole, rtol=0, atol=0)
+
+
 # -- the Hydra apps: conf/predict.yaml, conf/evaluate.yaml, conf/export.yaml -----------------
 def test_predict_app_writes_only_its_output_in_the_working_folder(
     trained_ckpt, tmp_path, monkeypatch, capsys  # noqa: F811
