@@ -427,15 +427,24 @@ def notes_annotation(task: str, notes: Sequence[Note], duration: float) -> Any:
 
 def onsets_annotation(
     task: str, classes: Sequence[str], onsets: Sequence[np.ndarray], duration: float
-) -> Any:
-    """An ``onset`` annotation of drum onsets; each observation's value is its class."""
-    ann = _annotation("onset", task, duration)
-    events = sorted(
-        (float(t), cls) for cls, times in zip(classes, onsets, strict=True) for t in times
-    )
-    for t, cls in events:
-        ann.append(time=t, duration=0.0, value=cls)
-    return ann
+) -> LazyAnnotation:
+    """An ``onset`` annotation of drum onsets, in time order (then class name); each
+    observation's value is its class. Lazy: `write_jams` streams its observations from the
+    arrays (`LazyAnnotation.materialise` gives the jams annotation)."""
+    names = [str(c) for c in classes]
+    times = np.concatenate([np.asarray(t, np.float64).ravel() for t in onsets] or [np.zeros(0)])
+    which = np.concatenate(
+        [np.full(len(np.asarray(t).ravel()), k) for k, t in enumerate(onsets)] or [np.zeros(0)]
+    ).astype(np.int64)
+    rank = np.argsort(np.argsort(np.array(names, dtype=object), kind="stable"), kind="stable")
+    order = np.lexsort((rank[which] if len(names) else which, times))
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for i in order:
+            value = names[which[i]]
+            yield {"time": float(times[i]), "duration": 0.0, "value": value, "confidence": None}
+
+    return LazyAnnotation("onset", task, duration, rows)
 
 
 def beat_positions(beats: np.ndarray, downbeats: np.ndarray | None) -> list[int | None]:
@@ -455,13 +464,16 @@ def beat_positions(beats: np.ndarray, downbeats: np.ndarray | None) -> list[int 
 
 def beats_annotation(
     task: str, times: np.ndarray, duration: float, downbeats: np.ndarray | None = None
-) -> Any:
-    """A ``beat`` annotation; values are metrical positions (1 = downbeat) when known."""
-    ann = _annotation("beat", task, duration)
+) -> LazyAnnotation:
+    """A ``beat`` annotation; values are metrical positions (1 = downbeat) when known. Lazy:
+    `write_jams` streams its observations."""
     times = np.asarray(times, float).ravel()
-    for t, pos in zip(times, beat_positions(times, downbeats), strict=True):
-        ann.append(time=float(t), duration=0.0, value=pos)
-    return ann
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for t, pos in zip(times, beat_positions(times, downbeats), strict=True):
+            yield {"time": float(t), "duration": 0.0, "value": pos, "confidence": None}
+
+    return LazyAnnotation("beat", task, duration, rows)
 
 
 def tags_annotation(task: str, tags: Sequence[str], scores: np.ndarray, duration: float) -> Any:

@@ -73,6 +73,53 @@ def test_beats_jams_positions_count_from_downbeats(tmp_path):
     assert [o.value for o in back.data] == [None, 1, 2, 3, 4, 1]
 
 
+def test_compact_multif0_writes_the_same_bytes(tmp_path):
+    """Multi-f0 held as uint16 bin indices (`Ragged` over the bins, as `mir.predict` keeps
+    it: 2 bytes an f0) writes the CSV, notes and JAMS rows of the float64 f0s, byte for
+    byte."""
+    rng = np.random.default_rng(0)
+    table = 32.7 * 2.0 ** (np.arange(72) / 12)  # a bin grid, Hz
+    counts = rng.integers(0, 5, 300)
+    bins = [np.sort(rng.choice(72, k, replace=False)) for k in counts]
+    bins = [np.clip(b + (i // 7) % 2, 0, 71) for i, b in enumerate(bins)]  # runs of a pitch
+    hz = [table[b] for b in bins]
+    times = np.arange(300) * 256 / 22050
+    flat = outputs.Ragged(np.concatenate(hz), counts)
+    idx = outputs.grid_indices(table, np.concatenate(hz))
+    assert idx.dtype == np.uint16
+    compact = outputs.Ragged(idx, counts.astype(np.uint16), table=table)
+    assert compact.values.nbytes * 4 == flat.values.nbytes
+    for name, freqs in (("list", hz), ("flat", flat), ("compact", compact)):
+        outputs.write_multif0(tmp_path / f"{name}.csv", times, freqs)
+        notes = outputs.multif0_to_notes(times, freqs, min_duration=0.02)
+        outputs.write_notes_midi(tmp_path / f"{name}.mid", notes)
+        rows = outputs.LazyAnnotation(
+            "pitch_contour", "multif0", 2.0, lambda f=freqs: outputs.multif0_rows(times, f)
+        )
+        outputs.write_jams(tmp_path / f"{name}.jams", [rows], 2.0)
+    for ext in ("csv", "mid", "jams"):
+        want = (tmp_path / f"list.{ext}").read_bytes()
+        assert (tmp_path / f"flat.{ext}").read_bytes() == want, ext
+        assert (tmp_path / f"compact.{ext}").read_bytes() == want, ext
+    with pytest.raises(ValueError, match="off the grid"):
+        outputs.grid_indices(table, np.array([100.0]))
+
+
+def test_onsets_jams_in_time_then_class_order(tmp_path):
+    import jams
+
+    classes = ["snare", "kick", "hihat"]
+    onsets = [np.array([0.5, 0.25]), np.array([0.5, 0.1]), np.array([0.25, 0.9])]
+    ann = outputs.onsets_annotation("drums", classes, onsets, 1.0)
+    path = outputs.write_jams(tmp_path / "d.jams", [ann], 1.0)
+    back = jams.load(str(path), validate=True).annotations[0]
+    want = sorted((float(t), c) for c, ts in zip(classes, onsets, strict=True) for t in ts)
+    assert [(o.time, o.value) for o in back.data] == want
+    assert [(o.time, o.value) for o in ann.materialise().data] == want
+    assert back.namespace == "onset"
+    assert back.sandbox.task == "drums"
+
+
 def test_drums_midi_uses_general_midi_channel_10(tmp_path):
     import pretty_midi
 
