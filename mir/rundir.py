@@ -22,6 +22,9 @@ from mir.errors import ConfigError
 LOCK = "train.lock"
 
 _HELD: dict[Path, int] = {}
+_MADE: dict[Path, Path] = {}
+"""Held run dirs whose lock file this process created -> the outermost thing it created
+for it: a folder (the run dir or a parent), or the lock file alone."""
 """Run dirs whose lock this process holds -> the lock file's descriptor."""
 
 
@@ -43,11 +46,17 @@ def acquire_run_dir(out_dir: Path) -> bool:
     if key in _HELD:
         return False
     path = out_dir / LOCK
+    made: Path | None = None  # the outermost folder created here, if any
     try:  # an existing lock file: try it before creating anything
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
+        if not key.exists():
+            made = key
+            while not made.parent.exists() and made.parent != made:
+                made = made.parent
         out_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        made = made or path
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -60,14 +69,37 @@ def acquire_run_dir(out_dir: Path) -> bool:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _HELD[key] = fd
+    if made is not None:
+        _MADE[key] = made
     return True
 
 
 def release_run_dir(out_dir: Path) -> None:
     """Release a lock `acquire_run_dir` took (nothing if this process does not hold it)."""
-    fd = _HELD.pop(Path(os.path.abspath(out_dir)), None)
+    key = Path(os.path.abspath(out_dir))
+    fd = _HELD.pop(key, None)
+    _MADE.pop(key, None)
     if fd is not None:
         os.close(fd)
+
+
+def abandon_run_dirs() -> None:
+    """Release every lock this process holds, after a refusal before any work: a lock file
+    it created is removed, and so are the folders it created for it if nothing else was
+    written in them (a refused run leaves the run dir as it found it)."""
+    for key in list(_HELD):
+        made = _MADE.get(key)
+        release_run_dir(key)
+        if made is None:
+            continue
+        (key / LOCK).unlink(missing_ok=True)
+        folder = key
+        while folder != made.parent and folder.is_relative_to(made):
+            try:
+                folder.rmdir()  # only while empty
+            except OSError:
+                break
+            folder = folder.parent
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mir.configs import CONF
 from mir.errors import ConfigError, MirError
-from mir.rundir import LOCK, run_dir_lock  # noqa: F401  (LOCK: part of this module's API)
+from mir.rundir import LOCK, abandon_run_dirs, run_dir_lock  # noqa: F401  (LOCK: API)
 
 log = logging.getLogger("mir.train")
 
@@ -271,6 +271,7 @@ def main(cfg: DictConfig) -> Any:
     try:
         result = run(cfg)
     except MirError as exc:
+        abandon_run_dirs()  # a lock file this refused run created goes
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     monitor = result.get("monitor", "")
