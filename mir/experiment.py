@@ -33,23 +33,10 @@ from mir.errors import ConfigError
 
 SCALES = ("smoke", "full", "auto")
 
-SMOKE: list[str] = [
-    "frontend=tiny",
-    "model=tiny",
-    "logger=[csv]",
-    "trainer=smoke",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "trainer.enable_progress_bar=false",
-    "data=embedded",
-    "data.crop_seconds=2.0",
-    "data.batch_size=4",
-    "data.datasets.embedded.n_pieces=6",
-    "data.datasets.embedded.max_duration=8.0",
-]
-"""Overrides for a smoke-scale run: about a minute on 2 CPU cores, on 6 embedded pieces of at
-most 8 s. An experiment's own model settings (trunk size, head shapes) still apply."""
+SMOKE: list[str] = ["debug=smoke"]
+"""Overrides for a smoke-scale run (``conf/debug/smoke.yaml``, the one definition the tests
+use too): about a minute on 2 CPU cores, on 6 embedded pieces of at most 8 s. An
+experiment's own model settings (trunk size, head shapes) still apply."""
 
 _ENV = re.compile(r"\$\{oc\.env:(\w+)")
 

@@ -35,6 +35,8 @@ def fixtures_dir() -> Path:
 
 
 CONF = REPO / "conf"
+# The registry: every task YAML. Contract, smoke and learning tests iterate over it and ask
+# each task what to expect (`Task.expectations`), so a new YAML is tested everywhere.
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
 # datasets with a root; `shards` streams what `mir.data.shard` wrote (tests/test_shards.py)
 DATASETS = sorted(
@@ -43,18 +45,43 @@ DATASETS = sorted(
     if not p.stem.startswith("_") and p.stem != "shards"
 )
 
-# Small settings that keep every test on 2 CPU cores fast.
+
+def _smoke_overrides() -> list[str]:
+    """``conf/debug/smoke.yaml`` (the one definition of the smoke scale) as command-line
+    overrides: its group choices (``frontend=tiny``) and its values, flattened
+    (``trainer.limit_train_batches=3``)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(CONF / "debug" / "smoke.yaml")
+    out = []
+    for entry in cfg.get("defaults", []):
+        ((key, value),) = entry.items()
+        value = f"[{','.join(value)}]" if OmegaConf.is_list(value) else value
+        out.append(f"{key.removeprefix('override /')}={value}")
+
+    def flatten(node, prefix: str) -> None:
+        for k, v in node.items():
+            if OmegaConf.is_dict(v):
+                flatten(v, f"{prefix}{k}.")
+            else:
+                out.append(f"{prefix}{k}={str(v).lower() if isinstance(v, bool) else v}")
+
+    flatten({k: v for k, v in cfg.items() if k != "defaults"}, "")
+    return out
+
+
+SMOKE_SCALE = _smoke_overrides()
+# The smoke scale split by what it sets, for tests that take only a part of it: the small
+# front end, model, logger and excerpts of every composed config (SMALL), the embedded set's
+# size when the data is embedded (SMALL_EMBEDDED), and the short training loop (SMOKE).
 SMALL = [
-    "frontend=tiny",
-    "model=tiny",
-    "logger=[csv]",
-    "data.crop_seconds=2.0",
-    "data.batch_size=4",
+    o
+    for o in SMOKE_SCALE
+    if o.split("=")[0] in ("frontend", "model", "logger", "data.crop_seconds", "data.batch_size")
 ]
-SMALL_EMBEDDED = [
-    "data.datasets.embedded.n_pieces=6",
-    "data.datasets.embedded.max_duration=8.0",
-]
+SMALL_EMBEDDED = [o for o in SMOKE_SCALE if o.startswith("data.datasets.embedded.")]
+SMOKE = [o for o in SMOKE_SCALE if o.split("=")[0].split(".")[0] == "trainer"]
+assert set(SMOKE_SCALE) == set(SMALL + SMALL_EMBEDDED + SMOKE) | {"data=embedded"}
 
 
 @pytest.fixture(scope="session")
@@ -83,48 +110,3 @@ def compose(embedded_root: Path):
         return cfg
 
     return _compose
-
-
-# mir_eval keys every task's evaluation must give (a subset of what it gives)
-EXPECTED_KEYS = {
-    "separation": {
-        "vocals/SDR",
-        "vocals/SIR",
-        "vocals/SAR",
-        "vocals/NSDR",
-        "vocals/SI-SDR",
-        "vocals/SI-SDRi",
-        "accompaniment/SDR",
-    },
-    "melody": {
-        "Overall Accuracy",
-        "Raw Pitch Accuracy",
-        "Raw Chroma Accuracy",
-        "Voicing Recall",
-        "Voicing False Alarm",
-    },
-    "bass": {"Overall Accuracy", "Raw Pitch Accuracy"},
-    "vocal": {"Overall Accuracy", "Raw Pitch Accuracy"},
-    "multif0": {"Accuracy", "Precision", "Recall"},
-    "drums": {
-        "kick/F-measure",
-        "snare/F-measure",
-        "hihat/F-measure",
-        "mean/F-measure",
-        "mean/F-measure@20ms",
-    },
-    "tagging": {"ROC-AUC", "PR-AUC", "P@1"},
-    "beats": {
-        "F-measure",
-        "Cemgil",
-        "Cemgil Best Metric Level",
-        "Goto",
-        "P-score",
-        "Correct Metric Level Continuous",
-        "Correct Metric Level Total",
-        "Any Metric Level Continuous",
-        "Any Metric Level Total",
-        "Information gain",
-        "downbeat/F-measure",
-    },
-}

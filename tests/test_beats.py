@@ -15,6 +15,7 @@ from mir.tasks.base import Window
 from mir.tasks.beats import BeatEstimate, BeatsTask, snap_to_beats
 from mir.tasks.drums import onset_targets
 from mir.train import run
+from tests.conftest import SMOKE
 
 
 @pytest.fixture(scope="module")
@@ -154,11 +155,7 @@ def test_joint_drums_and_beats_smoke(compose, tmp_path):
     cfg = compose(
         [
             "task=[drums,beats]",
-            "trainer=smoke",
-            "trainer.limit_train_batches=3",
-            "trainer.limit_val_batches=1",
-            "trainer.limit_test_batches=1",
-            "trainer.enable_progress_bar=false",
+            *SMOKE,
         ],
         tmp_path,
     )
