@@ -217,21 +217,22 @@ def baseline_and_coverage(
     """Each task's trivial-baseline scores on `split` and which tracks each task
     scores, one track at a time (loaded, scored, dropped), so memory does not grow with
     the split; the same numbers as `mir.report.baseline_scores` and `mir.report.coverage`
-    on the whole split in memory. Tasks whose summary is not a mean over tracks (tagging's
-    AUCs) keep each track's baseline estimate and the track without its audio.
+    on the whole split in memory. Tasks whose summary is not a mean over tracks
+    (`Task.set_level_summary`: tagging's AUCs) keep each track's baseline estimate and the
+    track without its audio.
 
     Returns:
         (task -> baseline summary, or None without `baselines`; task -> {"scored": n,
         "skipped": [{"track", "reason"}]}; the number of tracks).
     """
     from mir.module import _without_audio
-    from mir.tasks.base import Task, mean_scores
+    from mir.tasks.base import mean_scores
 
     ids = datamodule.track_ids(split)
     cov: dict[str, dict[str, Any]] = {n: {"scored": 0, "skipped": []} for n in tasks}
     per_track: dict[str, list[dict[str, float]]] = {n: [] for n in tasks}
     kept: dict[str, tuple[list[Any], list[Any]]] = {
-        n: ([], []) for n, t in tasks.items() if type(t).evaluate is not Task.evaluate
+        n: ([], []) for n, t in tasks.items() if t.set_level_summary
     }
     for dname, tid in ids:
         track = datamodule.load(dname, tid)
