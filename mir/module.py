@@ -206,10 +206,10 @@ class MirModule(pl.LightningModule):
 
     def _eval_step(self, stage: str, batch: list[Track]) -> None:
         # Only what the epoch's summary needs is kept, so memory does not grow with the
-        # split's audio: per-track scores of tasks whose summary is a mean over tracks;
-        # decoded estimates of the others (tagging's set-level AUCs); the raw outputs
-        # (float16) of tasks that tune their decoding on validation; and the track
-        # without its audio or stems.
+        # split's audio or outputs: per-track scores of tasks whose summary is a mean over
+        # tracks; decoded estimates of the others (tagging's set-level AUCs); the scores
+        # under each candidate setting (`Task.tuning_stats`) of tasks that tune their
+        # decoding on validation; and the track without its audio or stems.
         for track in batch:
             first = not self._eval.get(stage)
             tuned = [n for n, t in self.tasks.items() if stage == "val" and t.tunes]
@@ -224,7 +224,7 @@ class MirModule(pl.LightningModule):
             for name, task in self.tasks.items():
                 labelled = task.has_labels(track)
                 if name in tuned:
-                    item[name] = ("raw", outputs[name].astype(np.float16), labelled)
+                    item[name] = ("tuning", task.tuning_stats(track, outputs[name]), labelled)
                     continue
                 est = estimates[name]
                 if not task.set_level_summary:  # the mean of per-track scores
@@ -274,11 +274,11 @@ class MirModule(pl.LightningModule):
             kind = items[0][1][name][0]
             payloads = [e[name][1] for _, e in items]
             labelled = [t.name for t, e in items if e[name][2]]
-            if kind == "raw":
-                raw = [np.asarray(o, dtype=np.float32) for o in payloads]
-                task.tune(tracks, raw)
-                estimates = [task.decode(o, t) for o, t in zip(raw, tracks, strict=True)]
-                per_track, summary = task.evaluate(tracks, estimates)
+            if kind == "tuning":
+                stats = [p for p, (_, e) in zip(payloads, items, strict=True) if e[name][2]]
+                chosen = task.tune(stats)
+                per_track = [s[chosen] for s in stats if s]
+                summary = mean_scores(per_track)
             elif kind == "scores":
                 per_track = [p for p in payloads if p is not None]
                 summary = mean_scores(per_track)

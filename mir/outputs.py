@@ -106,14 +106,24 @@ class Ragged(Sequence[np.ndarray]):
     """Multi-f0 frames stored flat: frame i is ``values[offsets[i]:offsets[i + 1]]``.
 
     Holds one array of all f0s and one of offsets, instead of one array object per frame.
+    With `table`, `values` are indices into it (a frequency grid, e.g. the front end's
+    bins) kept in their own small dtype: 2 bytes an f0 as uint16 instead of 8, and each
+    frame's f0s are looked up (as float64, the same numbers) when it is read.
     """
 
-    def __init__(self, values: np.ndarray, counts: np.ndarray) -> None:
-        self.values = np.asarray(values, dtype=np.float64)
+    def __init__(
+        self, values: np.ndarray, counts: np.ndarray, table: np.ndarray | None = None
+    ) -> None:
+        self.table = None if table is None else np.asarray(table, dtype=np.float64)
+        self.values = np.asarray(values) if table is not None else np.asarray(values, np.float64)
         self.offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    def _frame(self, i: int) -> np.ndarray:
+        v = self.values[self.offsets[i] : self.offsets[i + 1]]
+        return v if self.table is None else self.table[v]
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
@@ -122,11 +132,24 @@ class Ragged(Sequence[np.ndarray]):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(i)
-        return self.values[self.offsets[i] : self.offsets[i + 1]]
+        return self._frame(i)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
-            yield self.values[self.offsets[i] : self.offsets[i + 1]]
+            yield self._frame(i)
+
+
+def grid_indices(table: np.ndarray, hz: np.ndarray) -> np.ndarray:
+    """The indices (uint16) of frequencies `hz` taken from the ascending grid `table`.
+
+    Raises:
+        ValueError: a frequency is not on the grid.
+    """
+    table = np.asarray(table, dtype=np.float64)
+    idx = np.searchsorted(table, hz).clip(0, max(len(table) - 1, 0))
+    if len(hz) and not np.array_equal(table[idx], hz):
+        raise ValueError("frequencies off the grid")
+    return idx.astype(np.uint16)
 
 
 def write_multif0(
@@ -404,15 +427,24 @@ def notes_annotation(task: str, notes: Sequence[Note], duration: float) -> Any:
 
 def onsets_annotation(
     task: str, classes: Sequence[str], onsets: Sequence[np.ndarray], duration: float
-) -> Any:
-    """An ``onset`` annotation of drum onsets; each observation's value is its class."""
-    ann = _annotation("onset", task, duration)
-    events = sorted(
-        (float(t), cls) for cls, times in zip(classes, onsets, strict=True) for t in times
-    )
-    for t, cls in events:
-        ann.append(time=t, duration=0.0, value=cls)
-    return ann
+) -> LazyAnnotation:
+    """An ``onset`` annotation of drum onsets, in time order (then class name); each
+    observation's value is its class. Lazy: `write_jams` streams its observations from the
+    arrays (`LazyAnnotation.materialise` gives the jams annotation)."""
+    names = [str(c) for c in classes]
+    times = np.concatenate([np.asarray(t, np.float64).ravel() for t in onsets] or [np.zeros(0)])
+    which = np.concatenate(
+        [np.full(len(np.asarray(t).ravel()), k) for k, t in enumerate(onsets)] or [np.zeros(0)]
+    ).astype(np.int64)
+    rank = np.argsort(np.argsort(np.array(names, dtype=object), kind="stable"), kind="stable")
+    order = np.lexsort((rank[which] if len(names) else which, times))
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for i in order:
+            value = names[which[i]]
+            yield {"time": float(times[i]), "duration": 0.0, "value": value, "confidence": None}
+
+    return LazyAnnotation("onset", task, duration, rows)
 
 
 def beat_positions(beats: np.ndarray, downbeats: np.ndarray | None) -> list[int | None]:
@@ -432,13 +464,16 @@ def beat_positions(beats: np.ndarray, downbeats: np.ndarray | None) -> list[int 
 
 def beats_annotation(
     task: str, times: np.ndarray, duration: float, downbeats: np.ndarray | None = None
-) -> Any:
-    """A ``beat`` annotation; values are metrical positions (1 = downbeat) when known."""
-    ann = _annotation("beat", task, duration)
+) -> LazyAnnotation:
+    """A ``beat`` annotation; values are metrical positions (1 = downbeat) when known. Lazy:
+    `write_jams` streams its observations."""
     times = np.asarray(times, float).ravel()
-    for t, pos in zip(times, beat_positions(times, downbeats), strict=True):
-        ann.append(time=float(t), duration=0.0, value=pos)
-    return ann
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for t, pos in zip(times, beat_positions(times, downbeats), strict=True):
+            yield {"time": float(t), "duration": 0.0, "value": pos, "confidence": None}
+
+    return LazyAnnotation("beat", task, duration, rows)
 
 
 def tags_annotation(task: str, tags: Sequence[str], scores: np.ndarray, duration: float) -> Any:

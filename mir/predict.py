@@ -499,22 +499,33 @@ class SingleF0Stream(Stream):
 
 
 class MultiF0Stream(Stream):
-    """multi-f0: each chunk decoded at once (peaks per frame); the f0s kept flat."""
+    """multi-f0: each chunk decoded at once (peaks per frame); the f0s kept flat and compact
+    (`mir.outputs.Ragged` over the front end's bins: 2 bytes an f0, 2 a frame)."""
 
     def __init__(self, name: str, task: Any, stub: Any) -> None:
         self.name, self.task, self.stub = name, task, stub
-        self.values: list[np.ndarray] = []
-        self.counts: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []  # bin indices (uint16)
+        self.counts: list[np.ndarray] = []  # f0s per frame (uint16)
 
     def feed(self, f0: int, f1: int, out: np.ndarray) -> None:
+        from mir.outputs import grid_indices
+
         _, freqs = self.task.decode(out, self.stub)
-        self.counts.append(np.array([len(f) for f in freqs], dtype=np.int64))
-        self.values.append(np.concatenate(freqs) if freqs else np.zeros(0))
+        self.counts.append(np.array([len(f) for f in freqs], dtype=np.uint16))
+        hz = np.concatenate(freqs) if freqs else np.zeros(0)
+        self.values.append(grid_indices(self.task.grid.freqs, hz))
+
+    def freqs(self) -> Any:
+        from mir.outputs import Ragged
+
+        values = np.concatenate(self.values)
+        counts = np.concatenate(self.counts)
+        self.values, self.counts = [values], [counts]
+        return Ragged(values, counts, table=self.task.grid.freqs)
 
     def finish(self, ctx: FileContext) -> list[Any]:
-        from mir import outputs
 
-        freqs = outputs.Ragged(np.concatenate(self.values), np.concatenate(self.counts))
+        freqs = self.freqs()
         return self.task.write_outputs(ctx, (self.task.grid.frame_times(len(freqs)), freqs))
 
 
@@ -522,14 +533,18 @@ class SeparationStream(Stream):
     """Mask separation: each block of frames is masked and inverted per channel as soon as
     the masks around it are known (the same samples as one pass over the track, see
     `mir.models.unet.masked_istft_blocks`), resampled to the input's rate by a soxr stream
-    and appended to the stems' wav files."""
+    and appended to the stems' wav files. The Jansson U-Net's held masks (``fullband``) are
+    interpolated onto the STFT a block at a time (`JanssonUNet.stft_masks` on the frames
+    held), so only the masks around the current block are kept."""
 
     def __init__(self, name: str, task: Any, audio: Any, out_dir: Path | None) -> None:
         from mir.audio import WavWriter
 
         fe = task.fe
         self.name, self.task, self.fe, self.audio = name, task, fe, audio
+        self.unet = task.unet
         self.m = fe.n_fft // fe.hop + 1  # frames an STFT frame reaches (as masked_istft_blocks)
+        self.reach = 0 if self.unet is None else self.unet.reach  # held frames a block reads
         self.n_frames = fe.n_frames(audio.n)
         self.masks = np.zeros((len(task.sources), 0, 0), np.float32)
         self.masks_start = 0  # global frame of self.masks[:, :, 0]
@@ -554,11 +569,12 @@ class SeparationStream(Stream):
 
     def feed(self, f0: int, f1: int, out: np.ndarray) -> None:
         core = out
-        held = self.masks[:, :, max(0, self.done - 2 * self.m - self.masks_start) :]
+        keep = self.done - 2 * self.m - self.reach
+        held = self.masks[:, :, max(0, keep - self.masks_start) :]
         self.masks_start += self.masks.shape[2] - held.shape[2]
         self.masks = np.concatenate([held, core], axis=2) if held.size else core.copy()
         known = f1
-        upto = self.n_frames if known >= self.n_frames else known - 2 * self.m
+        upto = self.n_frames if known >= self.n_frames else known - 2 * self.m - self.reach
         if upto > self.done:
             self._separate(self.done, upto)
 
@@ -575,7 +591,12 @@ class SeparationStream(Stream):
         _, chans = self.audio.get(a, b)
         dev = next((buf.device for buf in fe.buffers()), torch.device("cpu"))
         i = s0 - self.masks_start
-        masks = torch.from_numpy(np.ascontiguousarray(self.masks[:, :, i : i + s1 - s0])).to(dev)
+        if self.unet is None:
+            masks = torch.from_numpy(np.ascontiguousarray(self.masks[:, :, i : i + s1 - s0]))
+        else:
+            held = torch.from_numpy(np.ascontiguousarray(self.masks)).to(dev)
+            masks = self.unet.stft_masks(held, n, s0, s1, self.masks_start, self.n_frames)
+        masks = masks.to(dev)
         lo, hi = t0 * hop - a, min(n, t1 * hop) - a
         per_channel = []
         with torch.no_grad():
@@ -611,9 +632,10 @@ class SeparationStream(Stream):
 
 
 class RawStream(Stream):
-    """Any other task (drums, beats, tagging, the U-Net separation): its raw output is kept
-    (a few values per frame, or one per track) and decoded at the end, as before. A task
-    whose decoding reads the audio (`Task.decode_reads_audio`: the U-Net separation) keeps
+    """Any other task (drums, beats, tagging, the U-Net separation with ``reconstruct:
+    paper``): its raw output is kept (a few values per frame, or one per track) and decoded
+    at the end, as before. A task whose decoding reads the audio (`Task.decode_reads_audio`:
+    the ``paper`` U-Net separation, whose 8192-Hz inverse STFT reads the whole track) keeps
     the audio stream's samples (the file is still read and resampled once)."""
 
     def __init__(self, name: str, task: Any, audio: Any = None) -> None:
@@ -658,7 +680,7 @@ def make_stream(name: str, task: Any, audio: Any, out_dir: Path | None) -> Strea
         return SingleF0Stream(name, task, stub)
     if type(task) is MultiF0Task:
         return MultiF0Stream(name, task, stub)
-    if type(task) is SeparationTask and task.unet is None:
+    if type(task) is SeparationTask and (task.unet is None or task.unet.reconstruct == "fullband"):
         return SeparationStream(name, task, audio, out_dir)
     return RawStream(name, task, audio)
 
@@ -666,14 +688,12 @@ def make_stream(name: str, task: Any, audio: Any, out_dir: Path | None) -> Strea
 def estimate_of(stream: Stream, track: Any) -> Any:
     """The decoded estimate of a stream made with no output folder, once fed every chunk
     (`MirModule.analyse`); `track` is what `Task.decode` reads."""
-    from mir.outputs import Ragged
-
     task = stream.task  # type: ignore[attr-defined]
     if isinstance(stream, SingleF0Stream):
         f0 = np.concatenate(stream.parts)
         return task.fe.frame_times(len(f0)), f0
     if isinstance(stream, MultiF0Stream):
-        freqs = Ragged(np.concatenate(stream.values), np.concatenate(stream.counts))
+        freqs = stream.freqs()
         return task.fe.frame_times(len(freqs)), list(freqs)
     if isinstance(stream, SeparationStream):
         stream.finish(None)  # type: ignore[arg-type]
@@ -783,6 +803,7 @@ def run(
 
     from mir.audio import remove_temp_files
     from mir.checkpoint import checkpoint_file, checkpoint_name, load_module
+    from mir.inference import return_freed_memory
 
     if not ckpt:
         raise ConfigError("no checkpoint given: use ckpt=<path to .ckpt>")
@@ -806,6 +827,7 @@ def run(
     checkpoint_file(ckpt)
     module, _ = load_module(ckpt, map_location="cpu")
     module = to_device(module, device)
+    return_freed_memory()  # memory then does not grow with the input's length
     meta = {"ckpt": checkpoint_name(ckpt)}
     if out_root.is_dir():
         remove_temp_files(out_root)  # a killed run's half-written files

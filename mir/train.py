@@ -8,12 +8,9 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import sys
-from collections.abc import Iterator
 from inspect import signature
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mir.configs import CONF
 from mir.errors import ConfigError, MirError
+from mir.rundir import LOCK, abandon_run_dirs, run_dir_lock  # noqa: F401  (LOCK: API)
 
 log = logging.getLogger("mir.train")
 
@@ -126,44 +124,6 @@ def check_settings(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} must be {what}")
 
 
-LOCK = "train.lock"
-
-
-@contextlib.contextmanager
-def run_dir_lock(out_dir: Path) -> Iterator[None]:
-    """Hold an advisory lock (``fcntl.flock``) on ``<run dir>/train.lock`` while training,
-    so a second training in the same run dir refuses at once instead of overwriting the
-    checkpoints and scores. The lock holder's PID is written in the file; the lock goes
-    with the process (a killed run leaves no stale lock). DDP ranks other than 0 share
-    rank 0's lock.
-
-    Raises:
-        ConfigError: another process holds the lock (its PID is named).
-    """
-    import fcntl
-
-    if any(int(os.environ.get(k, "0") or 0) for k in ("LOCAL_RANK", "RANK", "NODE_RANK")):
-        yield
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise ConfigError(
-                f"run dir {out_dir} is in use by another training (PID {holder}, lock {path}); "
-                "wait for it to finish or choose another hydra.run.dir"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Build everything from `cfg`, fit, test, print and save the score tables."""
     check_settings(cfg)
@@ -179,8 +139,6 @@ def _run(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
 
     from mir.audio import set_strict
     from mir.report import (
-        baseline_scores,
-        coverage,
         median_scores,
         run_identity,
         score_table,
@@ -232,17 +190,17 @@ def _run(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
         base = None
         if not trainer.is_global_zero:  # under DDP every rank holds the same scores
             return result
+        base, result["test_coverage"], n_test = baseline_and_coverage(
+            module.tasks, datamodule, bool(cfg.baselines)
+        )
         if cfg.baselines:
-            base = baseline_scores(module.tasks, datamodule.tracks("test"))
             result["test_baseline"] = base
-        test_tracks = datamodule.tracks("test")
-        result["test_coverage"] = coverage(module.tasks, test_tracks)
         table = score_table(
             result["test"],
             base,
-            title=f"Full-track test scores ({len(test_tracks)} tracks)",
+            title=f"Full-track test scores ({n_test} tracks)",
             coverage=result["test_coverage"],
-            n_tracks=len(test_tracks),
+            n_tracks=n_test,
         )
         print("\n" + table + "\n", flush=True)
     if not trainer.is_global_zero:
@@ -251,6 +209,52 @@ def _run(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
     log.info("scores written to %s", out_dir / "scores.json")
     finish_wandb(loggers)
     return result
+
+
+def baseline_and_coverage(
+    tasks: dict[str, Any], datamodule: Any, baselines: bool = True, split: str = "test"
+) -> tuple[dict[str, dict[str, float]] | None, dict[str, dict[str, Any]], int]:
+    """Each task's trivial-baseline scores on `split` and which tracks each task
+    scores, one track at a time (loaded, scored, dropped), so memory does not grow with
+    the split; the same numbers as `mir.report.baseline_scores` and `mir.report.coverage`
+    on the whole split in memory. Tasks whose summary is not a mean over tracks
+    (`Task.set_level_summary`: tagging's AUCs) keep each track's baseline estimate and the
+    track without its audio.
+
+    Returns:
+        (task -> baseline summary, or None without `baselines`; task -> {"scored": n,
+        "skipped": [{"track", "reason"}]}; the number of tracks).
+    """
+    from mir.module import _without_audio
+    from mir.tasks.base import mean_scores
+
+    ids = datamodule.track_ids(split)
+    cov: dict[str, dict[str, Any]] = {n: {"scored": 0, "skipped": []} for n in tasks}
+    per_track: dict[str, list[dict[str, float]]] = {n: [] for n in tasks}
+    kept: dict[str, tuple[list[Any], list[Any]]] = {
+        n: ([], []) for n, t in tasks.items() if t.set_level_summary
+    }
+    for dname, tid in ids:
+        track = datamodule.load(dname, tid)
+        for name, task in tasks.items():
+            reason = task.skip_reason(track)
+            cov[name]["scored"] += reason is None
+            cov[name]["skipped"] += [{"track": track.name, "reason": reason}] if reason else []
+            if not baselines:
+                continue
+            est = task.baseline(track)
+            if name in kept:
+                kept[name][0].append(_without_audio(track))
+                kept[name][1].append(est)
+            else:
+                per_track[name] += task.evaluate([track], [est])[0]
+    base = None
+    if baselines:
+        base = {
+            n: task.evaluate(*kept[n])[1] if n in kept else mean_scores(per_track[n])
+            for n, task in tasks.items()
+        }
+    return base, cov, len(ids)
 
 
 def finish_wandb(loggers: list[Any]) -> None:
@@ -268,6 +272,7 @@ def main(cfg: DictConfig) -> Any:
     try:
         result = run(cfg)
     except MirError as exc:
+        abandon_run_dirs()  # a lock file this refused run created goes
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     monitor = result.get("monitor", "")

@@ -297,6 +297,53 @@ def test_second_training_in_a_run_dir_refuses_naming_the_pid(compose, tmp_path):
         holder.wait()
 
 
+def _hold_lock(folder: Path) -> subprocess.Popen:
+    """Another process holding `folder`'s training lock (as a running training does)."""
+    from mir.train import LOCK
+
+    folder.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(folder / LOCK)!r}, os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+         "print('locked', flush=True)\n"
+         "time.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "multirun"])
+def test_busy_run_dir_is_refused_before_hydra_writes_in_it(tmp_path, multirun):
+    # Hydra creates the run dir and writes .hydra/ and the log file before the task
+    # function runs; the lock is taken by a Hydra callback before that.
+    from mir.train import LOCK
+
+    busy = tmp_path / "busy"
+    holder = _hold_lock(busy)
+    try:
+        mode = ["-m", f"hydra.sweep.dir={busy}"] if multirun else [f"hydra.run.dir={busy}"]
+        r = subprocess.run(
+            [sys.executable, "-m", "mir.train", *mode, "task=melody", "trainer=smoke",
+             "frontend=tiny", "model=tiny", "logger=[csv]"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )
+        assert r.returncode == 2, r.stderr[-3000:]
+        assert r.stderr.strip().splitlines()[-1] == (
+            f"error: run dir {busy} is in use by another training (PID {holder.pid}, lock "
+            f"{busy / LOCK}); wait for it to finish or choose another hydra.run.dir"
+        )
+        assert sorted(p.name for p in busy.iterdir()) == [LOCK]  # no .hydra/, log, multirun.yaml
+        assert (busy / LOCK).read_text().strip() == str(holder.pid)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]  # no outputs/ either
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_lock_is_released_by_a_finished_or_killed_run(tmp_path):
     from mir.train import LOCK, run_dir_lock
 

@@ -141,3 +141,30 @@ def test_split_all_and_ids_pick_the_tracks_scored(trained_ckpt, embedded_root, t
             str(trained_ckpt), "embedded", split="test", output=str(tmp_path / "b"),
             data_overrides=[*embedded_overrides(embedded_root), "data.ids=[embedded/nope]"],
         )  # fmt: skip
+
+
+def test_train_scores_test_baselines_one_track_at_a_time(trained_module, compose, tmp_path):  # noqa: F811
+    # mir.train's baseline and coverage of the test split, streamed, equal those computed
+    # on the whole split in memory, and no split is left loaded
+    from mir.report import baseline_scores, coverage
+    from mir.train import baseline_and_coverage, instantiate
+
+    module, _ = trained_module
+    cfg = compose(["task=[separation,melody,multif0,drums,tagging]"], tmp_path)
+    dm = instantiate(cfg.data)
+    dm.bind(module.tasks)
+    base, cov, n = baseline_and_coverage(module.tasks, dm, True, split="all")
+    assert dm._tracks == {}
+    tracks = dm.tracks("all")
+    assert n == len(tracks) > 1
+    assert cov == coverage(module.tasks, tracks)
+    want = baseline_scores(module.tasks, tracks)
+    assert set(base) == set(want) == set(module.tasks)
+    for name in want:
+        assert list(base[name]) == list(want[name]), name
+        for key, value in want[name].items():
+            assert base[name][key] == value or (np.isnan(value) and np.isnan(base[name][key])), (
+                name,
+                key,
+            )
+    assert baseline_and_coverage(module.tasks, dm, False, split="all")[::2] == (None, n)

@@ -73,6 +73,53 @@ def test_beats_jams_positions_count_from_downbeats(tmp_path):
     assert [o.value for o in back.data] == [None, 1, 2, 3, 4, 1]
 
 
+def test_compact_multif0_writes_the_same_bytes(tmp_path):
+    """Multi-f0 held as uint16 bin indices (`Ragged` over the bins, as `mir.predict` keeps
+    it: 2 bytes an f0) writes the CSV, notes and JAMS rows of the float64 f0s, byte for
+    byte."""
+    rng = np.random.default_rng(0)
+    table = 32.7 * 2.0 ** (np.arange(72) / 12)  # a bin grid, Hz
+    counts = rng.integers(0, 5, 300)
+    bins = [np.sort(rng.choice(72, k, replace=False)) for k in counts]
+    bins = [np.clip(b + (i // 7) % 2, 0, 71) for i, b in enumerate(bins)]  # runs of a pitch
+    hz = [table[b] for b in bins]
+    times = np.arange(300) * 256 / 22050
+    flat = outputs.Ragged(np.concatenate(hz), counts)
+    idx = outputs.grid_indices(table, np.concatenate(hz))
+    assert idx.dtype == np.uint16
+    compact = outputs.Ragged(idx, counts.astype(np.uint16), table=table)
+    assert compact.values.nbytes * 4 == flat.values.nbytes
+    for name, freqs in (("list", hz), ("flat", flat), ("compact", compact)):
+        outputs.write_multif0(tmp_path / f"{name}.csv", times, freqs)
+        notes = outputs.multif0_to_notes(times, freqs, min_duration=0.02)
+        outputs.write_notes_midi(tmp_path / f"{name}.mid", notes)
+        rows = outputs.LazyAnnotation(
+            "pitch_contour", "multif0", 2.0, lambda f=freqs: outputs.multif0_rows(times, f)
+        )
+        outputs.write_jams(tmp_path / f"{name}.jams", [rows], 2.0)
+    for ext in ("csv", "mid", "jams"):
+        want = (tmp_path / f"list.{ext}").read_bytes()
+        assert (tmp_path / f"flat.{ext}").read_bytes() == want, ext
+        assert (tmp_path / f"compact.{ext}").read_bytes() == want, ext
+    with pytest.raises(ValueError, match="off the grid"):
+        outputs.grid_indices(table, np.array([100.0]))
+
+
+def test_onsets_jams_in_time_then_class_order(tmp_path):
+    import jams
+
+    classes = ["snare", "kick", "hihat"]
+    onsets = [np.array([0.5, 0.25]), np.array([0.5, 0.1]), np.array([0.25, 0.9])]
+    ann = outputs.onsets_annotation("drums", classes, onsets, 1.0)
+    path = outputs.write_jams(tmp_path / "d.jams", [ann], 1.0)
+    back = jams.load(str(path), validate=True).annotations[0]
+    want = sorted((float(t), c) for c, ts in zip(classes, onsets, strict=True) for t in ts)
+    assert [(o.time, o.value) for o in back.data] == want
+    assert [(o.time, o.value) for o in ann.materialise().data] == want
+    assert back.namespace == "onset"
+    assert back.sandbox.task == "drums"
+
+
 def test_drums_midi_uses_general_midi_channel_10(tmp_path):
     import pretty_midi
 
@@ -472,6 +519,62 @@ def test_unet_separation_reads_and_resamples_the_file_once(compose, tmp_path, mo
         assert rate == 44100
         assert got.shape == x.shape
         np.testing.assert_allclose(got, want[k].T, atol=1e-4)
+
+
+def test_unet_separation_is_streamed_and_equals_the_whole_track(compose, tmp_path, monkeypatch):
+    """The Jansson U-Net (``fullband``) in many chunks: its stems are written block by block
+    from a window of held masks that does not grow with the track, and equal the stems of
+    its whole-track masks; a window of the held masks gives `stft_masks` to the bit."""
+    import torch
+
+    import mir.predict
+    from mir.audio import resample
+    from mir.predict import SeparationStream, _fit_length, predict_file, separate_channels
+    from mir.train import instantiate
+
+    cfg = compose(
+        ["experiment=jansson_unet", "task.separation.unet.channels=[4,4,4,4,4,4]"], tmp_path
+    )
+    module = instantiate(cfg.model).eval()
+    module.chunk_seconds, module.margin_seconds = 0.7, 0.5  # 9 chunks
+    monkeypatch.setattr(mir.predict, "BLOCK_SECONDS", 0.45)
+    task, fe = module.tasks["separation"], module.model.frontend
+    rng = np.random.default_rng(4)
+    n_in = int(6.1 * 44100)
+    t = np.arange(n_in) / 44100
+    x = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 196 * t)], 1)
+    x = (x + 0.05 * rng.standard_normal(x.shape)).astype(np.float32)
+    path = tmp_path / "st.wav"
+    sf.write(path, x, 44100, subtype="FLOAT")
+    mono = load_audio(path, sr=fe.sr)
+    chans = _fit_length(resample(load_audio(path, sr=44100, mono=False), 44100, fe.sr), len(mono))
+    raw = module.infer(Track(name="st", audio=mono, sr=fe.sr))["separation"]  # same chunks
+    want = separate_channels(task, raw, chans)
+    want = _fit_length(np.stack([resample(s, fe.sr, 44100) for s in want]), n_in)
+
+    held_frames = []
+    feed = SeparationStream.feed
+
+    def recording_feed(self, f0, f1, out):
+        feed(self, f0, f1, out)
+        held_frames.append(self.masks.shape[2])
+
+    monkeypatch.setattr(SeparationStream, "feed", recording_feed)
+    predict_file(module, path, tmp_path / "out")
+    n_frames = raw.shape[-1]
+    core = round(module.chunk_seconds * fe.sr / fe.hop)
+    m = fe.n_fft // fe.hop + 1
+    assert len(held_frames) == 9
+    assert max(held_frames) <= core + 2 * (2 * m + task.unet.reach) < n_frames / 2
+    for k, source in enumerate(task.sources):
+        got, rate = sf.read(tmp_path / "out" / f"{source}.wav", dtype="float32")
+        assert (rate, got.shape) == (44100, x.shape)
+        np.testing.assert_allclose(got, want[k].T, atol=2e-5)
+
+    held = torch.from_numpy(raw)
+    whole = task.unet.stft_masks(held, len(mono), 40, 90)
+    window = task.unet.stft_masks(held[..., 25:110], len(mono), 40, 90, 25, n_frames)
+    torch.testing.assert_close(window, whole, rtol=0, atol=0)
 
 
 # -- the Hydra apps: conf/predict.yaml, conf/evaluate.yaml, conf/export.yaml -----------------

@@ -273,10 +273,20 @@ class JanssonUNet(Head):
         t = torch.arange(n_frames, dtype=torch.float64) * (self.fe_hop / self.fe_sr)
         return torch.round(t * self.sr / self.hop).long().clamp(0, n_frames8 - 1)
 
-    def pick_index(self, n_frames: int, n_frames8: int) -> Tensor:
-        """(T8,) index of the front-end frame nearest each 8192-Hz frame's centre."""
-        t = torch.arange(n_frames8, dtype=torch.float64) * (self.hop / self.sr)
+    def pick_index(
+        self, n_frames: int, n_frames8: int, start: int = 0, stop: int | None = None
+    ) -> Tensor:
+        """(stop - start,) index of the front-end frame nearest the centre of each 8192-Hz
+        frame in [start, stop) (default: all T8)."""
+        stop = n_frames8 if stop is None else stop
+        t = torch.arange(start, stop, dtype=torch.float64) * (self.hop / self.sr)
         return torch.round(t * self.fe_sr / self.fe_hop).long().clamp(0, n_frames - 1)
+
+    @property
+    def reach(self) -> int:
+        """Front-end frames beyond a block's own whose held masks `stft_masks` reads (one
+        8192-Hz hop, rounded up, and one for rounding), on each side."""
+        return math.ceil(self.hop / self.sr * self.fe_sr / self.fe_hop) + 1
 
     # -- analysis ------------------------------------------------------------------------
     def stft8(self, audio: Tensor) -> Tensor:
@@ -367,22 +377,37 @@ class JanssonUNet(Head):
         return held[..., self.pick_index(held.shape[-1], t8).to(held.device)]
 
     def stft_masks(
-        self, held: Tensor, n_samples: int, start: int = 0, stop: int | None = None
+        self,
+        held: Tensor,
+        n_samples: int,
+        start: int = 0,
+        stop: int | None = None,
+        offset: int = 0,
+        n_frames: int | None = None,
     ) -> Tensor:
         """(S, n_bins, T) held masks -> (S, fe_n_fft/2 + 1, stop - start) masks on the front
         end's STFT, for its frames [start, stop) (default: all).
 
         Linear interpolation in time (between 8192-Hz frame centres) and in frequency; bins
-        above the top row take its value.
+        above the top row take its value. `held` may be a window of a track's held masks:
+        its first frame is frame `offset` of the track's `n_frames` (default: `held` is the
+        whole track); it must hold the frames [start - `reach`, stop + `reach`). The result
+        is the same, to the bit, as from the whole track's masks.
         """
-        m8 = self.paper_masks(held, n_samples)  # (S, F8, T8)
-        stop = held.shape[-1] if stop is None else stop
+        n_frames = held.shape[-1] if n_frames is None else n_frames
+        stop = n_frames if stop is None else stop
+        t8 = self.n_frames8(n_samples)
         pos_t = torch.arange(start, stop, dtype=torch.float64) * (self.fe_hop / self.fe_sr)
-        pos_t = (pos_t * self.sr / self.hop).clamp(0, m8.shape[-1] - 1)
+        pos_t = (pos_t * self.sr / self.hop).clamp(0, t8 - 1)
+        # only the 8192-Hz frames the interpolation reads (pos_t ascends)
+        lo8 = int(pos_t[0].floor()) if len(pos_t) else 0
+        hi8 = min(t8 - 1, int(pos_t[-1].floor()) + 1) if len(pos_t) else 0
+        pick = self.pick_index(n_frames, t8, lo8, hi8 + 1) - offset
+        m8 = held[..., pick.to(held.device)]  # (S, F8, hi8 - lo8 + 1)
         n_fe = self.fe_n_fft // 2 + 1
         pos_f = torch.arange(n_fe, dtype=torch.float64) * (self.fe_sr / self.fe_n_fft)
         pos_f = (pos_f * self.n_fft / self.sr).clamp(0, self.n_bins - 1)
-        m = _lerp(m8, pos_t.to(m8.device), -1)
+        m = _lerp(m8, (pos_t - lo8).to(m8.device), -1)
         return _lerp(m, pos_f.to(m8.device), -2)
 
     @torch.no_grad()

@@ -133,15 +133,30 @@ class Task(ABC):
     def baseline(self, track: Track) -> Any:
         """A trivial estimate (all-unvoiced, no onsets, mixture...) to beat."""
 
-    def tune(self, tracks: list[Track], outputs: list[np.ndarray]) -> None:  # noqa: B027
-        """Adjust decoding parameters on validation outputs (default: nothing to tune).
+    def tuning_stats(self, track: Track, output: np.ndarray) -> dict[Any, dict[str, float]]:
+        """What `tune` needs from one labelled validation track's raw output (no batch axis),
+        in its stead: the track's scores (as `evaluate` gives them) under each candidate
+        decoding setting. Its size does not depend on the track's length, so validation
+        keeps these few numbers per track and never the raw outputs (default: nothing).
+        """
+        return {}
+
+    def tune(self, stats: list[dict[Any, dict[str, float]]]) -> Any:
+        """Choose and set the decoding setting from every labelled validation track's
+        `tuning_stats` (default: nothing to tune).
 
         Tasks that tune store the result in a buffer of their head, so it is saved in
-        checkpoints and exports with the weights.
+        checkpoints and exports with the weights; their summary is the mean of per-track
+        scores.
+
+        Returns:
+            The key of the stats whose scores hold for the setting now in force (None when
+            `stats` is empty).
         """
+        return None
 
     tunes: bool = False
-    """Whether `tune` does anything (the module keeps raw validation outputs for it)."""
+    """Whether `tune` does anything (validation then computes `tuning_stats` per track)."""
 
     def evaluate(
         self, tracks: list[Track], estimates: list[Any]

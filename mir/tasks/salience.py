@@ -38,10 +38,16 @@ from mir.tasks.base import (
     Task,
     frame_values,
     masked_mean,
+    mean_scores,
     nearest_index,
 )
 
 THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
+
+
+def _on_grid(threshold: float, grid: Any) -> float | None:
+    """The value of `grid` that `threshold` (read back from a float32 buffer) equals."""
+    return next((g for g in grid if np.float32(g) == np.float32(threshold)), None)
 
 
 def logit(p: float) -> float:
@@ -107,21 +113,39 @@ class SalienceTask(Task):
         assert isinstance(buf, Tensor)
         return buf
 
-    def tune(self, tracks: list[Track], outputs: list[np.ndarray]) -> None:
-        """Pick the threshold that maximises the mean `monitor` over labelled tracks."""
-        if not self.tunes or self.head is None:
-            return
-        pairs = [(t, o) for t, o in zip(tracks, outputs, strict=True) if self.has_labels(t)]
-        if not pairs:
-            return
-        best, best_score = self.threshold, -np.inf
+    def tuning_stats(self, track: Track, output: np.ndarray) -> dict[Any, dict[str, float]]:
+        """The track's scores at each threshold of `THRESHOLD_GRID` and at the current one
+        (its key is the grid value it equals, if any): a few numbers per threshold."""
+        if not self.tunes or self.head is None or not self.has_labels(track):
+            return {}
+        current = self.threshold
+        grid = list(THRESHOLD_GRID)
+        key = _on_grid(current, grid)
+        stats: dict[Any, dict[str, float]] = {}
+        try:
+            for th in grid if key is not None else [*grid, current]:
+                self._threshold_buffer().fill_(th)
+                stats[th] = self.evaluate([track], [self.decode(output, track)])[0][0]
+        finally:
+            self._threshold_buffer().fill_(current)
+        return stats
+
+    def tune(self, stats: list[dict[Any, dict[str, float]]]) -> Any:
+        """Pick the threshold that maximises the mean `monitor` over the labelled tracks
+        (the first of equal ones; the current threshold if none scores)."""
+        stats = [s for s in stats if s]
+        if not self.tunes or self.head is None or not stats:
+            return None
+        current = self.threshold
+        best = _on_grid(current, THRESHOLD_GRID)
+        best = current if best is None else best
+        best_score = -np.inf
         for th in THRESHOLD_GRID:
-            self._threshold_buffer().fill_(th)
-            _, summary = self.evaluate([t for t, _ in pairs], [self.decode(o, t) for t, o in pairs])
-            score = summary.get(self.monitor, -np.inf)
+            score = mean_scores([s[th] for s in stats]).get(self.monitor, -np.inf)
             if np.isfinite(score) and score > best_score:
                 best, best_score = th, score
         self._threshold_buffer().fill_(best)
+        return best
 
     def build_head(self, trunk_channels: int) -> Head:
         self.head = SalienceHead(
