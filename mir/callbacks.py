@@ -233,7 +233,7 @@ def single_f0_figure(task: Any, track: Track, output: np.ndarray, n_frames: int)
         sal, origin="lower", aspect="auto", vmin=0, vmax=1, extent=_extent(fe, n_frames, len(sal))
     )
     if task.has_labels(track):
-        t, f = track.f0[task.voice]
+        t, f = track.get(task.voice)
         keep = np.asarray(t) <= n_frames / fe.frames_per_second
         ax.plot(
             np.asarray(t)[keep],
@@ -259,7 +259,7 @@ def multif0_figure(task: Any, track: Track, output: np.ndarray, n_frames: int) -
     times, freqs = task.decode(output[:, :n_frames], track)
     est = [(t, b) for t, fs in zip(times, freqs, strict=True) for b in _freq_to_bin(fe, fs)]
     if task.has_labels(track):
-        rt, rf = track.multif0
+        rt, rf = track.get("multif0")
         end = n_frames / fe.frames_per_second
         ref = [
             (t, b) for t, fs in zip(rt, rf, strict=True) if t <= end for b in _freq_to_bin(fe, fs)
@@ -315,9 +315,9 @@ def drums_figure(task: Any, track: Track, output: np.ndarray, n_frames: int) -> 
 
 def beats_figure(task: Any, track: Track, output: np.ndarray, n_frames: int) -> Any:
     refs = None
-    if track.beats is not None:
-        down = track.downbeats if track.downbeats is not None else np.zeros(0)
-        refs = [np.asarray(track.beats, float), np.asarray(down, float)]
+    if track.has("beats"):
+        down = track.get("downbeats", np.zeros(0))
+        refs = [np.asarray(track.get("beats"), float), np.asarray(down, float)]
     return _activations(task, output, n_frames, ["beat", "downbeat"], refs)
 
 
@@ -326,7 +326,7 @@ def tagging_figure(task: Any, track: Track, output: np.ndarray, n_frames: int) -
     scores = np.asarray(task.decode(output, track), dtype=np.float64)
     top = np.argsort(-scores)[:20]
     fig, (ax,) = _figure(height=0.25 * len(top) + 1.0)
-    true = set(track.tags or ())
+    true = set(track.get("tags", ()))
     colors = ["r" if task.tags[i] in true else "C0" for i in top]
     ax.barh(np.arange(len(top))[::-1], scores[top], color=colors)
     ax.set_yticks(np.arange(len(top))[::-1], [task.tags[i] for i in top])

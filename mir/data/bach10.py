@@ -122,9 +122,12 @@ class Bach10(Dataset):
             name=track_id,
             audio=audio,
             sr=self.sr,
-            stems=stems,
-            f0={"melody": (times, f0s[0]), "bass": (times, f0s[3])},
-            multif0=multif0,
+            annotations={
+                "stems": stems,
+                "melody": (times, f0s[0]),
+                "bass": (times, f0s[3]),
+                "multif0": multif0,
+            },
             meta={
                 "dataset": "bach10",
                 "piece": track_id.split("-", 1)[1],

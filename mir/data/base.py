@@ -7,8 +7,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from mir.data.track import Track
 from mir.errors import DatasetError
 
@@ -60,10 +58,7 @@ class Dataset(ABC):
         """The track's annotations and metadata without reading its audio (``audio``
         empty, ``stems`` None). Datasets that implement `signals` implement this too;
         the default reads the track through `load` and drops its audio."""
-        track = self.load(track_id)
-        track.audio = np.zeros(0, np.float32)
-        track.stems = None
-        return track
+        return self.load(track_id).without_audio()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(sr={self.sr})"

@@ -133,7 +133,7 @@ class MagnaTagATune(Dataset):
             "audio_path": str(path),
             "clip_id": track_id,
         }
-        return Track(name=track_id, audio=audio, sr=self.sr, tags=list(tags), meta=meta)
+        return Track(track_id, audio, self.sr, {"tags": list(tags)}, meta)
 
     def _entry(self, track_id: str) -> tuple[str, list[str]]:
         track_id = str(track_id)

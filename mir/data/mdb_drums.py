@@ -265,10 +265,12 @@ class MDBDrums(Dataset):
             name=track_id,
             audio=audio,
             sr=self.sr,
-            stems=stems,
-            onsets=onsets,
-            beats=beats,
-            downbeats=downbeats,
+            annotations={
+                "stems": stems,
+                "onsets": onsets,
+                "beats": beats,
+                "downbeats": downbeats,
+            },
             meta=meta,
         )
 
@@ -387,4 +389,4 @@ class ENSTDrums(Dataset):
             "mix": self.mix,
             "audio_path": str(path),
         }
-        return Track(name=track_id, audio=audio, sr=self.sr, onsets=onsets, meta=meta)
+        return Track(track_id, audio, self.sr, {"onsets": onsets}, meta)

@@ -395,9 +395,7 @@ class MedleyDB(Dataset):
             name=track_id,
             audio=audio,
             sr=self.sr,
-            stems=stems,
-            f0=f0,
-            multif0=multif0,
+            annotations={"stems": stems, **f0, "multif0": multif0},
             meta={
                 "dataset": "medleydb",
                 "artist": meta.get("artist"),

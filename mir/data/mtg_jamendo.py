@@ -179,7 +179,7 @@ class MTGJamendo(Dataset):
             name=track_id,
             audio=audio,
             sr=self.sr,
-            tags=[t for t in self.tags if t in present],
+            annotations={"tags": [t for t in self.tags if t in present]},
             meta=meta,
         )
 

@@ -134,9 +134,12 @@ class Vocadito(Dataset):
             name=track_id,
             audio=audio,
             sr=self.sr,
-            stems={"vocals": audio.copy(), "accompaniment": np.zeros_like(audio)},
-            f0={"vocal": (times, freqs), "melody": (times, freqs.copy())},
-            multif0=multif0,
+            annotations={
+                "stems": {"vocals": audio.copy(), "accompaniment": np.zeros_like(audio)},
+                "vocal": (times, freqs),
+                "melody": (times, freqs.copy()),
+                "multif0": multif0,
+            },
             meta={
                 "dataset": "vocadito",
                 "singer": row.get("singer_id"),

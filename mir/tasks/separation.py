@@ -5,7 +5,7 @@ After Jansson et al., "Singing Voice Separation with Deep U-Net Convolutional Ne
 
 Conventions:
     * Sources in order `sources` (default ``vocals``, ``accompaniment``), read from
-      `Track.stems`; a track is labelled when every source stem exists and is not silent.
+      the ``stems`` annotation; a track is labelled when every source stem exists and is not silent.
     * The STFT is the front end's (`frontend.stft`, same hop as the HCQT); estimates use
       the mixture phase and are inverted with `frontend.istft` to the input length.
     * Loss: L1 between the masked mixture magnitude and each source's magnitude.
@@ -107,19 +107,19 @@ class SeparationTask(Task):
         return self.sources
 
     def has_labels(self, track: Track) -> bool:
-        if track.stems is None:
-            return False
-        return all(s in track.stems and np.any(track.stems[s]) for s in self.sources)
+        stems = track.get("stems", {})
+        return all(s in stems and np.any(stems[s]) for s in self.sources)
 
     def skip_reason(self, track: Track) -> str | None:
         if self.has_labels(track):
             return None
-        if track.stems is None:
+        stems = track.get("stems")
+        if stems is None:
             return "no stems"
-        missing = [s for s in self.sources if s not in track.stems]
+        missing = [s for s in self.sources if s not in stems]
         if missing:
             return f"no {', '.join(missing)} stem"
-        silent = [s for s in self.sources if not np.any(track.stems[s])]
+        silent = [s for s in self.sources if not np.any(stems[s])]
         what = " (instrumental track)" if silent == ["vocals"] else ""
         return f"{', '.join(silent)} stem silent{what}"
 
@@ -127,10 +127,10 @@ class SeparationTask(Task):
         out = np.zeros((len(self.sources), window.n_samples), dtype=np.float32)
         if not self.has_labels(track):
             return out
-        assert track.stems is not None
+        stems = track.get("stems")
         a, b = window.start_sample, window.start_sample + window.n_samples
         for i, s in enumerate(self.sources):
-            seg = track.stems[s][a:b]
+            seg = stems[s][a:b]
             out[i, : len(seg)] = seg
         return out
 
@@ -193,8 +193,8 @@ class SeparationTask(Task):
         return est.numpy().astype(np.float32)
 
     def evaluate_track(self, track: Track, estimate: np.ndarray) -> dict[str, float]:
-        assert track.stems is not None
-        ref = np.stack([track.stems[s] for s in self.sources]).astype(np.float64)
+        stems = track.get("stems")
+        ref = np.stack([stems[s] for s in self.sources]).astype(np.float64)
         n = ref.shape[1]
         est = np.asarray(estimate, dtype=np.float64)[:, :n]
         sdr, sir, sar, _ = mir_eval.separation.bss_eval_sources(ref, est, False)
