@@ -133,8 +133,8 @@ def test_snap_to_beats():
 def test_baseline_is_a_120_bpm_grid(task):
     track = click_track(task, 12.0, 0.5)
     base = task.baseline(track)
-    np.testing.assert_allclose(np.diff(base.get("beats")), 0.5)
-    assert base.get("beats")[0] == 0.0
+    np.testing.assert_allclose(np.diff(base.beats), 0.5)
+    assert base.beats[0] == 0.0
     # off by a quarter period from beats at 0.25 + k/2 s: outside mir_eval's 70 ms window
     assert task.evaluate_track(track, base)["F-measure"] == 0.0
     on_grid = Track("grid", track.audio, track.sr, {"beats": np.arange(0, 12, 0.5)})

@@ -229,8 +229,8 @@ def test_remixed_excerpts_mask_every_other_task() -> None:
         voc, acc = item["targets"]["separation"].numpy()
         np.testing.assert_allclose(item["audio"].numpy(), voc + acc, atol=1e-6)
         # vocals and accompaniment come from two different tracks
-        src_v = [t.name for t in tracks if _contains(t.stems["vocals"], voc)]
-        src_a = [t.name for t in tracks if _contains(t.stems["accompaniment"], acc)]
+        src_v = [t.name for t in tracks if _contains(t.get("stems")["vocals"], voc)]
+        src_a = [t.name for t in tracks if _contains(t.get("stems")["accompaniment"], acc)]
         assert len(src_v) == 1
         assert len(src_a) == 1
         assert src_v != src_a
