@@ -358,21 +358,15 @@ def separate_channels(task: Any, output: np.ndarray, channels: np.ndarray) -> np
     return np.stack(per_channel, axis=1)
 
 
-def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
-    if x.shape[-1] >= n:
-        return x[..., :n]
-    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
-
-
 def write_separation(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
-    from mir.audio import resample
+    from mir.audio import fit_length, resample
     from mir.outputs import write_stems
 
     stems = separate_channels(task, ctx.raw[name], ctx.channels)  # (S, C, N')
     sr_model = task.fe.sr
     if ctx.sr_in != sr_model:
         stems = np.stack([resample(s, sr_model, ctx.sr_in) for s in stems])
-    stems = _fit_length(stems, ctx.n_in)
+    stems = fit_length(stems, ctx.n_in)
     if stems.shape[1] == 1:
         stems = stems[:, 0]  # (S, N): a mono input gives mono stems
     write_stems(ctx.out_dir, task.sources, stems, ctx.sr_in)
@@ -512,6 +506,7 @@ class AudioStream:
         return soxr.ResampleStream(self.sr_in, self.sr, channels, dtype="float32", quality="HQ")
 
     def _pull(self) -> None:
+        from mir.audio import fit_length
         from mir.errors import AudioError
 
         try:
@@ -538,8 +533,8 @@ class AudioStream:
             held = self.start + len(self.mono)
             if held != self.n:  # never seen; keep every later index valid
                 log.debug("%s: %d samples after resampling, expected %d", self.path, held, self.n)
-                self.mono = _fit_length(self.mono, self.n - self.start)
-                self.chans = _fit_length(self.chans, self.n - self.start)
+                self.mono = fit_length(self.mono, self.n - self.start)
+                self.chans = fit_length(self.chans, self.n - self.start)
 
     def get(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Samples [a, b) at the model's rate: (b - a,) mono and (C, b - a) channels."""

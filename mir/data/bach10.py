@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from mir.audio import audio_info, load_audio
+from mir.audio import audio_info, fit_length, load_audio
 from mir.data.annotations import frame_grid, midi_to_hz, read_split_file
 from mir.data.base import SPLITS, Dataset, check_split, dataset_root
 from mir.data.track import Track
@@ -112,7 +112,7 @@ class Bach10(Dataset):
                 raise DatasetError(
                     f"Bach10: {path} has {info.frames} samples but the mix has {mix_info.frames}"
                 )
-            stems[part] = _fit_length(load_audio(path, self.sr), len(audio))
+            stems[part] = fit_length(load_audio(path, self.sr), len(audio))
         # an instrumental quartet: no vocals, the whole mix is accompaniment (remix material)
         stems["vocals"] = np.zeros_like(audio)
         stems["accompaniment"] = audio.copy()
@@ -154,10 +154,3 @@ class Bach10(Dataset):
         if not np.all(np.isfinite(midi)):
             raise DatasetError(f"Bach10: {path} contains NaN or infinite pitches")
         return frame_grid(midi.shape[1], HOP_S, FIRST_FRAME_S), midi_to_hz(midi)
-
-
-def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
-    """Trim or zero-pad (N,) audio to `n` samples (resampling may differ by a sample)."""
-    if len(x) >= n:
-        return x[:n]
-    return np.pad(x, (0, n - len(x)))

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mir.audio import audio_info, load_audio
+from mir.audio import audio_info, fit_length, load_audio
 from mir.data.annotations import (
     lowest_voice,
     read_f0_csv,
@@ -447,7 +447,7 @@ class MedleyDB(Dataset):
                     f"MedleyDB: stem {path} has {info.frames} samples but the mix has "
                     f"{mix_info.frames} (tolerance {STEM_LENGTH_TOLERANCE})"
                 )
-            stems[name] = _fit_length(load_audio(path, self.sr), n_samples)
+            stems[name] = fit_length(load_audio(path, self.sr), n_samples)
         return stems
 
     def _activation(self, track_id: str, grid: np.ndarray) -> dict[str, np.ndarray] | None:
@@ -546,10 +546,3 @@ def _labels(instrument: object) -> set[str]:
         return set()
     items = instrument if isinstance(instrument, list | tuple) else [instrument]
     return {str(i).strip().lower() for i in items}
-
-
-def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
-    """Trim or zero-pad (N,) audio to `n` samples (resampling may differ by a sample)."""
-    if len(x) >= n:
-        return x[:n]
-    return np.pad(x, (0, n - len(x)))
