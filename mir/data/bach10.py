@@ -33,7 +33,7 @@ import scipy.io
 
 from mir.audio import audio_info, fit_length, load_audio
 from mir.data.annotations import frame_grid, midi_to_hz, read_split_file
-from mir.data.base import SPLITS, Dataset, check_split, dataset_root
+from mir.data.base import Dataset, Splits, dataset_root
 from mir.data.track import Track
 from mir.errors import DatasetError
 
@@ -73,17 +73,12 @@ class Bach10(Dataset):
         if not self._ids:
             raise DatasetError(f"Bach10: no NN-Title piece folders found in {self.root}")
         if split_file is None:
-            self._splits = {"train": [], "validation": [], "test": list(self._ids)}
+            self._splits = Splits({"test": self._ids})
         else:
-            self._splits = read_split_file(split_file)
+            self._splits = Splits(read_split_file(split_file))
 
     def track_ids(self, split: str) -> list[str]:
-        check_split(split)
-        present = set(self._ids)
-        return sorted(t for t in self._splits[split] if t in present)
-
-    def _split_of(self, track_id: str) -> str | None:
-        return next((s for s in SPLITS if track_id in self._splits[s]), None)
+        return self._splits.ids(split, present=set(self._ids))
 
     def _part_path(self, folder: Path, track_id: str, part: str) -> Path:
         for spelling in _PART_FILES.get(part, (part,)):
@@ -131,7 +126,7 @@ class Bach10(Dataset):
             meta={
                 "dataset": "bach10",
                 "piece": track_id.split("-", 1)[1],
-                "split": self._split_of(track_id),
+                "split": self._splits.of(track_id),
                 "parts": {p: (times, f0s[i]) for i, p in enumerate(PARTS)},
                 "path": str(folder),
             },

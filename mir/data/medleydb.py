@@ -64,7 +64,7 @@ from mir.data.annotations import (
     resample_f0,
     select_voice,
 )
-from mir.data.base import SPLITS, Dataset, check_split, dataset_root
+from mir.data.base import SPLITS, Dataset, Splits, dataset_root
 from mir.data.track import Track
 from mir.errors import ConfigError, DatasetError
 
@@ -258,10 +258,10 @@ class MedleyDB(Dataset):
             on_disk = sorted(set(wanted))
         self._ids = on_disk
         if split_file in (None, ""):
-            self._splits = {k: list(v) for k, v in OFFICIAL_SPLIT.items()}
+            self._splits = Splits(OFFICIAL_SPLIT)
             self.split_source = "bittner2017"
         else:
-            self._splits = read_split_file(split_file)
+            self._splits = Splits(read_split_file(split_file))
             self.split_source = str(split_file)
 
     def __repr__(self) -> str:
@@ -273,13 +273,11 @@ class MedleyDB(Dataset):
         return list(self._ids)
 
     def track_ids(self, split: str) -> list[str]:
-        check_split(split)
-        present = set(self._ids)
-        return sorted(t for t in self._splits[split] if t in present)
+        return self._splits.ids(split, present=set(self._ids))
 
     def split_of(self, track_id: str) -> str | None:
         """The split holding `track_id`, or None if the split lists it nowhere."""
-        return next((s for s in SPLITS if track_id in self._splits[s]), None)
+        return self._splits.of(track_id)
 
     # ---- files -------------------------------------------------------------------------
 
