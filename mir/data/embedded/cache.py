@@ -227,6 +227,10 @@ def _track(
         "onsets": {k: np.asarray(v, dtype=np.float64) for k, v in ann["onsets"].items()},
         "beats": np.asarray(ann["beats"], dtype=np.float64),
         "downbeats": np.asarray(ann["downbeats"], dtype=np.float64),
+        "chords": (
+            np.array([r[:2] for r in ann["chords"]], dtype=np.float64).reshape(-1, 2),
+            [str(r[2]) for r in ann["chords"]],
+        ),
         "tags": list(ann["tags"]),
     }
     return Track(track_id, audio, sr, annotations, dict(ann["meta"], split=split))
