@@ -1,0 +1,203 @@
+"""Chord recognition, majmin vocabulary: frame-wise chord classes, decoded to labelled
+intervals.
+
+After the frame-wise classifiers of McFee & Bello, "Structured Training for Large-Vocabulary
+Chord Recognition" (ISMIR 2017), reduced to the MIREX major/minor vocabulary, with the
+HMM-style smoothing of Cho & Bello, "On the Relative Importance of Individual Components of
+Chord Recognition Systems" (TASLP 2014).
+
+Conventions:
+    * Vocabulary (`VOCABULARY`, K = 25 classes): ``N`` (class 0), then ``<root>:maj`` for
+      the 12 roots C, C#, ..., B (classes 1-12), then ``<root>:min`` (classes 13-24).
+    * Labels are read from the ``chords`` annotation, ``(intervals (n, 2) in s, labels)``
+      in `mir_eval.chord` syntax. A reference label maps to a class as
+      `mir_eval.chord.majmin` compares it: its root and the first 8 semitones of its
+      quality bitmap (so ``C:7`` is ``C:maj`` and ``A:min7`` is ``A:min``); ``N`` is class
+      0. Any other label (``X``, ``dim``, ``aug``, ``sus``...) and frames outside the
+      annotated span are unknown: target -1, left out of the loss.
+    * Frame k stands for time ``k * hop / sr`` s (the front end's grid) and takes the label
+      sounding at that time.
+    * Output: (K, T) logits; loss: cross-entropy over known frames, averaged per example,
+      masked per example.
+    * Decoding: Viterbi over the softmax posteriors with a uniform prior and a
+      self-transition probability `self_transition` (all changes equally likely), which
+      removes one-frame flickers; a change between frames k - 1 and k is placed at
+      ``(k - 0.5) * hop / sr`` s, and the last interval ends at the track's end.
+    * Evaluation: `mir_eval.chord.evaluate`, keys unchanged (root, majmin, thirds, mirex,
+      triads, tetrads, sevenths and their ``_inv`` variants, overseg, underseg, seg).
+    * Baseline: the track's most frequent majmin chord (by duration) held over the whole
+      track, the best constant estimate (it reads the reference; ``N`` when none).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import librosa
+import mir_eval
+import numpy as np
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mir.data.track import Track
+from mir.models.features import Features
+from mir.models.heads import OnsetCRNN
+from mir.tasks.base import Task, Window, masked_mean
+
+ROOTS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+VOCABULARY: tuple[str, ...] = (
+    "N",
+    *(f"{r}:maj" for r in ROOTS),
+    *(f"{r}:min" for r in ROOTS),
+)
+"""The class names, in output order."""
+
+UNKNOWN = -1
+"""Target of frames whose label is outside the vocabulary or not annotated."""
+
+_MAJ = np.asarray(mir_eval.chord.QUALITIES["maj"][:8])
+_MIN = np.asarray(mir_eval.chord.QUALITIES["min"][:8])
+
+
+class ChordEstimate(NamedTuple):
+    """Decoded chords of one track: (n, 2) intervals in s and n labels."""
+
+    intervals: np.ndarray
+    labels: list[str]
+
+
+def chord_class(label: str) -> int:
+    """The vocabulary class of a `mir_eval.chord` label, or `UNKNOWN` (see Conventions)."""
+    root, bitmap, _ = mir_eval.chord.encode(label, reduce_extended_chords=False)
+    if root < 0:
+        return 0 if not np.any(bitmap) else UNKNOWN
+    if np.array_equal(bitmap[:8], _MAJ):
+        return 1 + int(root)
+    if np.array_equal(bitmap[:8], _MIN):
+        return 13 + int(root)
+    return UNKNOWN
+
+
+def frame_classes(chords: tuple[np.ndarray, list[str]], frame_times: np.ndarray) -> np.ndarray:
+    """(T,) class of each frame time: the label whose interval holds it, `UNKNOWN` where
+    none does."""
+    intervals, labels = np.asarray(chords[0], dtype=np.float64).reshape(-1, 2), chords[1]
+    out = np.full(len(frame_times), UNKNOWN, dtype=np.int64)
+    if len(labels) == 0:
+        return out
+    classes = np.array([chord_class(lab) for lab in labels])
+    order = np.argsort(intervals[:, 0], kind="stable")
+    starts, ends, classes = intervals[order, 0], intervals[order, 1], classes[order]
+    k = np.searchsorted(starts, frame_times, side="right") - 1  # last interval started
+    inside = (k >= 0) & (frame_times < ends[np.clip(k, 0, None)])
+    out[inside] = classes[k[inside]]
+    return out
+
+
+def frames_to_intervals(classes: np.ndarray, fps: float, duration: float) -> ChordEstimate:
+    """Runs of equal frame classes as labelled intervals covering ``[0, duration]`` s."""
+    if len(classes) == 0:
+        return ChordEstimate(np.array([[0.0, duration]]), ["N"])
+    change = np.flatnonzero(np.diff(classes)) + 1  # first frame of each new run
+    bounds = np.concatenate([[0.0], (change - 0.5) / fps, [duration]])
+    bounds = np.clip(bounds, 0.0, duration)
+    firsts = np.concatenate([[0], change])
+    intervals = np.stack([bounds[:-1], bounds[1:]], axis=1)
+    keep = intervals[:, 1] > intervals[:, 0]
+    labels = [VOCABULARY[int(classes[f])] for f in firsts]
+    return ChordEstimate(intervals[keep], [lab for lab, k in zip(labels, keep, strict=True) if k])
+
+
+class ChordsTask(Task):
+    """Frame-wise majmin chord classes on the shared trunk, decoded with Viterbi smoothing.
+
+    Args:
+        name: head and metric prefix.
+        weight: loss weight.
+        self_transition: probability of staying on a chord from one frame to the next in
+            the Viterbi decoding (0 < p < 1; higher gives longer chords).
+        conv_channels, hidden: head sizes (`OnsetCRNN`: convolutions, then a BiGRU).
+    """
+
+    monitor = "majmin"
+
+    def __init__(
+        self,
+        name: str = "chords",
+        weight: float = 1.0,
+        self_transition: float = 0.98,
+        conv_channels: int = 32,
+        hidden: int = 64,
+    ) -> None:
+        super().__init__(name, weight)
+        if not 0.0 < float(self_transition) < 1.0:
+            raise ValueError(f"{name}: self_transition must be in (0, 1), got {self_transition}")
+        self.self_transition = float(self_transition)
+        self.conv_channels = int(conv_channels)
+        self.hidden = int(hidden)
+
+    def build_head(self, trunk_channels: int) -> nn.Module:
+        return OnsetCRNN(
+            trunk_channels, self.fe.n_bins, len(VOCABULARY), self.conv_channels, 4, self.hidden
+        )
+
+    def has_labels(self, track: Track) -> bool:
+        return track.has("chords")
+
+    def targets(self, track: Track, window: Window) -> np.ndarray:
+        """(T,) class per frame as float32, -1 where unknown; zeros without labels."""
+        if not self.has_labels(track):
+            return np.zeros(window.n_frames, dtype=np.float32)
+        frames = window.start_frame + np.arange(window.n_frames)
+        times = frames / self.fe.frames_per_second
+        return frame_classes(track.get("chords"), times).astype(np.float32)
+
+    def loss(self, output: Tensor, target: Tensor, mask: Tensor, feats: Features) -> Tensor:
+        """Cross-entropy over known frames; (B, K, T) logits, (B, T) targets, (B,) mask."""
+        y = target.long()
+        per = F.cross_entropy(output, y, ignore_index=UNKNOWN, reduction="none")  # (B, T)
+        known = (y != UNKNOWN).to(output.dtype)
+        per_example = per.sum(1) / known.sum(1).clamp_min(1.0)  # (B,)
+        return masked_mean(per_example, mask)
+
+    def decode(self, output: np.ndarray, track: Track) -> ChordEstimate:
+        logits = output.astype(np.float64)  # (K, T)
+        prob = np.exp(logits - logits.max(axis=0, keepdims=True))
+        prob /= prob.sum(axis=0, keepdims=True)
+        k = len(VOCABULARY)
+        if prob.shape[1] > 1:
+            transition = librosa.sequence.transition_loop(k, self.self_transition)
+            classes = librosa.sequence.viterbi(prob, transition)
+        else:
+            classes = prob.argmax(axis=0)
+        fps = self.fe.frames_per_second
+        duration = track.duration if len(track.audio) else prob.shape[1] / fps
+        return frames_to_intervals(classes, fps, duration)
+
+    def evaluate_track(self, track: Track, estimate: ChordEstimate) -> dict[str, float]:
+        ref_intervals, ref_labels = track.get("chords")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores = mir_eval.chord.evaluate(
+                np.asarray(ref_intervals, dtype=np.float64),
+                list(ref_labels),
+                np.asarray(estimate.intervals, dtype=np.float64),
+                list(estimate.labels),
+            )
+        return {k: float(v) for k, v in scores.items()}
+
+    def baseline(self, track: Track) -> ChordEstimate:
+        end, best = track.duration, "N"
+        if self.has_labels(track):
+            intervals, labels = track.get("chords")
+            intervals = np.asarray(intervals, dtype=np.float64).reshape(-1, 2)
+            end = max(end, float(intervals[:, 1].max(initial=0.0)))
+            held = np.zeros(len(VOCABULARY))  # s per class
+            for (a, b), lab in zip(intervals, labels, strict=True):
+                c = chord_class(lab)
+                if c != UNKNOWN:
+                    held[c] += b - a
+            if held.any():
+                best = VOCABULARY[int(held.argmax())]
+        return ChordEstimate(np.array([[0.0, max(end, 1e-3)]]), [best])
