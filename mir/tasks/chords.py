@@ -37,12 +37,13 @@ from typing import NamedTuple
 import librosa
 import mir_eval
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mir.data.track import Track
 from mir.models.features import Features
-from mir.models.heads import OnsetCRNN
+from mir.models.layers import conv_bn_relu
 from mir.tasks.base import Task, Window, masked_mean
 
 ROOTS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -109,6 +110,68 @@ def frames_to_intervals(classes: np.ndarray, fps: float, duration: float) -> Cho
     return ChordEstimate(intervals[keep], [lab for lab, k in zip(labels, keep, strict=True) if k])
 
 
+class ChordHead(nn.Module):
+    """Frame-wise chord logits from trunk features, the same classifier for every root.
+
+    A convolution, frequency max-pooled to semitones and averaged over octaves into 12
+    pitch classes, a convolution over time for context; then, for each root r, the pitch
+    classes rotated to start at r go through one shared MLP giving that root's ``maj`` and
+    ``min`` logits (a transposition moves the logits, it does not change the classifier),
+    and ``N`` comes from the pitch-class average.
+
+    Args:
+        in_channels: trunk channels C.
+        n_bins: frequency bins F of the trunk features (whole octaves).
+        bins_per_octave: of the front end, a multiple of 12.
+        channels: channels c of the convolutions.
+        hidden: hidden units of the shared MLP.
+        context: frames of the time convolution (odd).
+    """
+
+    uses_trunk = True
+    uses_stft = False
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_bins: int,
+        bins_per_octave: int,
+        channels: int = 16,
+        hidden: int = 32,
+        context: int = 9,
+    ) -> None:
+        super().__init__()
+        if bins_per_octave % 12 or n_bins % bins_per_octave:
+            raise ValueError(
+                f"chords: the front end needs whole octaves of a multiple of 12 bins, got "
+                f"{n_bins} bins at {bins_per_octave} per octave"
+            )
+        self.octaves = n_bins // bins_per_octave
+        self.conv = nn.Sequential(
+            conv_bn_relu(in_channels, channels, (3, 3)),
+            nn.MaxPool2d((bins_per_octave // 12, 1)),
+        )
+        self.context = conv_bn_relu(channels, channels, (1, context))
+        rotations = (np.arange(12)[:, None] + np.arange(12)[None, :]) % 12  # root, interval
+        self.register_buffer("rotations", torch.from_numpy(rotations), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(channels * 12, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+        self.none = nn.Linear(channels, 1)
+
+    def forward(self, feats: Features) -> Tensor:
+        """-> (B, K = 25, T) logits in `VOCABULARY` order."""
+        assert feats.trunk is not None
+        x = self.conv(feats.trunk)  # (B, c, 12 * octaves, T)
+        b, c, _, t = x.shape
+        x = x.reshape(b, c, self.octaves, 12, t).mean(2)  # (B, c, 12, T)
+        x = self.context(x)  # (B, c, 12, T)
+        rot = x[:, :, self.rotations]  # (B, c, 12 roots, 12 intervals, T)
+        rot = rot.permute(0, 4, 2, 1, 3).reshape(b, t, 12, c * 12)  # (B, T, roots, c * 12)
+        majmin = self.mlp(rot)  # (B, T, 12, 2)
+        none = self.none(x.mean(2).transpose(1, 2))  # (B, T, 1)
+        logits = torch.cat([none, majmin[..., 0], majmin[..., 1]], dim=2)  # (B, T, 25)
+        return logits.transpose(1, 2)
+
+
 class ChordsTask(Task):
     """Frame-wise majmin chord classes on the shared trunk, decoded with Viterbi smoothing.
 
@@ -117,7 +180,7 @@ class ChordsTask(Task):
         weight: loss weight.
         self_transition: probability of staying on a chord from one frame to the next in
             the Viterbi decoding (0 < p < 1; higher gives longer chords).
-        conv_channels, hidden: head sizes (`OnsetCRNN`: convolutions, then a BiGRU).
+        channels, hidden: head sizes (`ChordHead`).
     """
 
     monitor = "majmin"
@@ -127,19 +190,24 @@ class ChordsTask(Task):
         name: str = "chords",
         weight: float = 1.0,
         self_transition: float = 0.98,
-        conv_channels: int = 32,
-        hidden: int = 64,
+        channels: int = 16,
+        hidden: int = 32,
     ) -> None:
         super().__init__(name, weight)
         if not 0.0 < float(self_transition) < 1.0:
             raise ValueError(f"{name}: self_transition must be in (0, 1), got {self_transition}")
         self.self_transition = float(self_transition)
-        self.conv_channels = int(conv_channels)
+        self.channels = int(channels)
         self.hidden = int(hidden)
 
     def build_head(self, trunk_channels: int) -> nn.Module:
-        return OnsetCRNN(
-            trunk_channels, self.fe.n_bins, len(VOCABULARY), self.conv_channels, 4, self.hidden
+        fe = self.fe
+        return ChordHead(
+            trunk_channels,
+            fe.n_bins,
+            fe.bins_per_octave,
+            self.channels,
+            self.hidden,
         )
 
     def has_labels(self, track: Track) -> bool:
