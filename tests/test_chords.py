@@ -211,9 +211,9 @@ LEARN = [
     "data.crop_seconds=2.0",
     "data.batch_size=8",
     "data.steps_per_epoch=20",
-    "trainer.max_epochs=6",
+    "trainer.max_epochs=4",
     "trainer.enable_progress_bar=false",
-    "trainer.check_val_every_n_epoch=3",
+    "trainer.check_val_every_n_epoch=2",
     "model.optimizer.lr=0.003",
 ]
 
