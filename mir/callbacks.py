@@ -7,15 +7,14 @@ a ``model`` artifact. It reads what `mir.module.MirModule` already keeps
 (``per_track`` and ``examples``) and does nothing when no `WandbLogger` is active, so it
 can stay in the default callbacks.
 
-The figures are drawn per kind of task, keyed on the task's class in `figure_makers`
-(tasks stay free of plotting code); a task class that is not listed gets no figure.
+Each task draws its own figure (`Task.figure`, with the helpers below) and names the
+audio clips it adds (`Task.media_audio`); this module holds no task-specific code.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,9 @@ import pytorch_lightning as pl
 import torch
 
 from mir.data.track import Track
+from mir.grid import Grid
 
 log = logging.getLogger(__name__)
-
-FigureMaker = Callable[[Any, Track, np.ndarray, int], Any]
 
 
 class WandbMedia(pl.Callback):
@@ -132,23 +130,20 @@ class WandbMedia(pl.Callback):
                 hcqt = fe(x[None].to(device))[0].float().cpu().numpy()  # (H, F, T)
             out[f"{stage}/hcqt"] = wandb.Image(to_image(hcqt_figure(fe, hcqt)), caption=caption)
             for name, task in pl_module.tasks.items():
-                maker = figure_maker(task)
-                if maker is None or name not in raw:
+                if name not in raw:
                     continue
-                fig = maker(task, track, np.asarray(raw[name], np.float32), n_frames)
-                out[f"{stage}/{name}/figure"] = wandb.Image(to_image(fig), caption=caption)
+                fig = task.figure(track, np.asarray(raw[name], np.float32), n_frames)
+                if fig is not None:
+                    out[f"{stage}/{name}/figure"] = wandb.Image(to_image(fig), caption=caption)
         if self.audio:
-            from mir.tasks.separation import SeparationTask
-
             for name, task in pl_module.tasks.items():
-                if not isinstance(task, SeparationTask) or name not in raw:
+                if name not in raw:
                     continue
-                stems = task.decode(np.asarray(raw[name], np.float32), track)  # (S, N)
+                estimated = task.media_audio(track, np.asarray(raw[name], np.float32))
+                if not estimated:
+                    continue
                 clips = [wandb.Audio(track.audio[:n_samples], fe.sr, caption="mixture")]
-                clips += [
-                    wandb.Audio(stems[i, :n_samples], fe.sr, caption=f"estimated {src}")
-                    for i, src in enumerate(task.sources)
-                ]
+                clips += [wandb.Audio(x[:n_samples], fe.sr, caption=c) for c, x in estimated]
                 out[f"{stage}/{name}/audio"] = clips
         return out
 
@@ -194,8 +189,9 @@ def to_image(fig: Any) -> Any:
     return Image.open(buf).convert("RGB")
 
 
-# -- figures per kind of task -------------------------------------------------------------
-def _figure(rows: int = 1, height: float = 3.0) -> tuple[Any, Any]:
+# -- figure helpers (each task draws its own figure: `Task.figure`) ----------------------
+def axes_figure(rows: int = 1, height: float = 3.0) -> tuple[Any, Any]:
+    """A figure of `rows` stacked axes, 8 in wide and `height` in per row, and its axes."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(8.0, height * rows), layout="constrained")
@@ -203,157 +199,49 @@ def _figure(rows: int = 1, height: float = 3.0) -> tuple[Any, Any]:
     return fig, axes
 
 
-def _extent(fe: Any, n_frames: int, n_rows: int) -> list[float]:
-    return [0.0, n_frames / fe.frames_per_second, 0.0, float(n_rows)]
+def time_extent(grid: Grid, n_frames: int, n_rows: int) -> list[float]:
+    """`imshow` extent of `n_frames` frames (s) by `n_rows` rows."""
+    return [0.0, n_frames / grid.frames_per_second, 0.0, float(n_rows)]
 
 
-def _freq_to_bin(fe: Any, f: np.ndarray) -> np.ndarray:
+def freq_to_bin(grid: Grid, f: np.ndarray) -> np.ndarray:
+    """Frequencies (Hz) as image rows of the f0 grid (bin centres at +0.5); NaN for 0 Hz."""
     f = np.asarray(f, dtype=np.float64)
     out = np.full(f.shape, np.nan)
     ok = f > 0
-    out[ok] = fe.bins_per_octave * np.log2(f[ok] / fe.fmin) + 0.5
+    out[ok] = grid.bins_per_octave * np.log2(f[ok] / grid.fmin) + 0.5
     return out
 
 
 def hcqt_figure(fe: Any, hcqt: np.ndarray) -> Any:
     """The fundamental (h = 1) channel of an (H, F, T) HCQT."""
-    h = list(fe.harmonics).index(1.0) if 1.0 in fe.harmonics else 0
-    fig, (ax,) = _figure()
-    ax.imshow(hcqt[h], origin="lower", aspect="auto", extent=_extent(fe, hcqt.shape[-1], fe.n_bins))
-    ax.set(title=f"HCQT, harmonic {fe.harmonics[h]:g}", xlabel="time (s)", ylabel="bin")
+    grid = fe.grid
+    h = list(grid.harmonics).index(1.0) if 1.0 in grid.harmonics else 0
+    fig, (ax,) = axes_figure()
+    extent = time_extent(grid, hcqt.shape[-1], grid.n_bins)
+    ax.imshow(hcqt[h], origin="lower", aspect="auto", extent=extent)
+    ax.set(title=f"HCQT, harmonic {grid.harmonics[h]:g}", xlabel="time (s)", ylabel="bin")
     return fig
 
 
-def single_f0_figure(task: Any, track: Track, output: np.ndarray, n_frames: int) -> Any:
-    """Salience (F, T) with the reference f0 drawn over it."""
-    fe = task.fe
-    sal = task.salience(output[:, :n_frames])
-    fig, (ax,) = _figure()
-    ax.imshow(
-        sal, origin="lower", aspect="auto", vmin=0, vmax=1, extent=_extent(fe, n_frames, len(sal))
-    )
-    if task.has_labels(track):
-        t, f = track.get(task.voice)
-        keep = np.asarray(t) <= n_frames / fe.frames_per_second
-        ax.plot(
-            np.asarray(t)[keep],
-            _freq_to_bin(fe, np.asarray(f)[keep]),
-            "r.",
-            ms=2,
-            label="reference",
-        )
-        ax.legend(loc="upper right")
-    ax.set(title=f"{task.name}: salience vs reference f0", xlabel="time (s)", ylabel="bin")
-    return fig
-
-
-def multif0_figure(task: Any, track: Track, output: np.ndarray, n_frames: int) -> Any:
-    """Salience, and the decoded piano roll against the reference."""
-    fe = task.fe
-    sal = task.salience(output[:, :n_frames])
-    fig, (ax, roll) = _figure(2)
-    ax.imshow(
-        sal, origin="lower", aspect="auto", vmin=0, vmax=1, extent=_extent(fe, n_frames, len(sal))
-    )
-    ax.set(title=f"{task.name}: salience", ylabel="bin")
-    times, freqs = task.decode(output[:, :n_frames], track)
-    est = [(t, b) for t, fs in zip(times, freqs, strict=True) for b in _freq_to_bin(fe, fs)]
-    if task.has_labels(track):
-        rt, rf = track.get("multif0")
-        end = n_frames / fe.frames_per_second
-        ref = [
-            (t, b) for t, fs in zip(rt, rf, strict=True) if t <= end for b in _freq_to_bin(fe, fs)
-        ]
-        if ref:
-            roll.plot(*np.array(ref).T, "s", color="0.7", ms=3, label="reference")
-    if est:
-        roll.plot(*np.array(est).T, "r.", ms=2, label="estimate")
-    roll.set(title="piano roll", xlabel="time (s)", ylabel="bin", ylim=(0, fe.n_bins))
-    roll.legend(loc="upper right")
-    return fig
-
-
-def separation_figure(task: Any, track: Track, output: np.ndarray, n_frames: int) -> Any:
-    """Each source's soft mask (S, F', T) over the STFT bins."""
-    fig, axes = _figure(len(task.sources))
-    for ax, src, mask in zip(axes, task.sources, output[..., :n_frames], strict=True):
-        ax.imshow(
-            mask,
-            origin="lower",
-            aspect="auto",
-            vmin=0,
-            vmax=1,
-            extent=_extent(task.fe, n_frames, mask.shape[0]),
-        )
-        ax.set(title=f"{task.name}: {src} mask", ylabel="STFT bin")
-    axes[-1].set_xlabel("time (s)")
-    return fig
-
-
-def _activations(
-    task: Any, output: np.ndarray, n_frames: int, labels: list[str], refs: list[np.ndarray] | None
+def activations_figure(
+    name: str,
+    grid: Grid,
+    output: np.ndarray,
+    n_frames: int,
+    labels: list[str],
+    refs: list[np.ndarray] | None,
 ) -> Any:
-    fe = task.fe
+    """One row per channel of (K, T) logits: the sigmoid activation, reference times in red."""
     act = 1.0 / (1.0 + np.exp(-output[:, :n_frames].astype(np.float64)))
-    t = fe.frame_times(act.shape[1])
-    fig, axes = _figure(len(labels), height=1.6)
+    t = grid.frame_times(act.shape[1])
+    fig, axes = axes_figure(len(labels), height=1.6)
     for k, (ax, label) in enumerate(zip(axes, labels, strict=True)):
         ax.plot(t, act[k], lw=0.8)
         if refs is not None:
             r = refs[k][refs[k] <= t[-1]] if len(t) else refs[k][:0]
             ax.vlines(r, 0, 1, colors="r", lw=0.6, label="reference")
         ax.set(ylim=(0, 1), ylabel=label)
-    axes[0].set_title(f"{task.name}: activations (red: reference)")
+    axes[0].set_title(f"{name}: activations (red: reference)")
     axes[-1].set_xlabel("time (s)")
     return fig
-
-
-def drums_figure(task: Any, track: Track, output: np.ndarray, n_frames: int) -> Any:
-    refs = task._events(track) if task.has_labels(track) else None
-    return _activations(task, output, n_frames, list(task.classes), refs)
-
-
-def beats_figure(task: Any, track: Track, output: np.ndarray, n_frames: int) -> Any:
-    refs = None
-    if track.has("beats"):
-        down = track.get("downbeats", np.zeros(0))
-        refs = [np.asarray(track.get("beats"), float), np.asarray(down, float)]
-    return _activations(task, output, n_frames, ["beat", "downbeat"], refs)
-
-
-def tagging_figure(task: Any, track: Track, output: np.ndarray, n_frames: int) -> Any:
-    """Tag scores (track level), the track's true tags in red."""
-    scores = np.asarray(task.decode(output, track), dtype=np.float64)
-    top = np.argsort(-scores)[:20]
-    fig, (ax,) = _figure(height=0.25 * len(top) + 1.0)
-    true = set(track.get("tags", ()))
-    colors = ["r" if task.tags[i] in true else "C0" for i in top]
-    ax.barh(np.arange(len(top))[::-1], scores[top], color=colors)
-    ax.set_yticks(np.arange(len(top))[::-1], [task.tags[i] for i in top])
-    ax.set(xlim=(0, 1), title=f"{task.name}: top scores (red: true tags)")
-    return fig
-
-
-def figure_makers() -> dict[type, FigureMaker]:
-    """Task class -> figure of one track's raw output (first `n_frames` frames)."""
-    from mir.tasks.beats import BeatsTask
-    from mir.tasks.drums import DrumsTask
-    from mir.tasks.salience import MultiF0Task, SingleF0Task
-    from mir.tasks.separation import SeparationTask
-    from mir.tasks.tagging import TaggingTask
-
-    return {
-        SeparationTask: separation_figure,
-        SingleF0Task: single_f0_figure,
-        MultiF0Task: multif0_figure,
-        DrumsTask: drums_figure,
-        BeatsTask: beats_figure,
-        TaggingTask: tagging_figure,
-    }
-
-
-def figure_maker(task: Any) -> FigureMaker | None:
-    table = figure_makers()
-    if type(task) in table:
-        return table[type(task)]
-    return next((m for cls, m in table.items() if isinstance(task, cls)), None)

@@ -47,8 +47,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mir.errors import ConfigError
 
 log = logging.getLogger("mir.evaluate")
@@ -115,12 +113,6 @@ def _light(track: Any) -> Any:
     return track.without_audio()
 
 
-def _overrides_evaluate(task: Any) -> bool:
-    from mir.tasks.base import Task
-
-    return type(task).evaluate is not Task.evaluate
-
-
 def summarise(
     per_track: Sequence[Mapping[str, Any]], task_summary: Mapping[str, float]
 ) -> dict[str, dict[str, float]]:
@@ -129,22 +121,11 @@ def summarise(
     Metrics of `task_summary` with no per-track value are set-level: kept as ``value``.
     The keys, in order, are those of `task_summary`, then any per-track-only metric.
     """
-    keys = list(task_summary) + [
-        k for s in per_track for k in s if k != "track" and k not in task_summary
-    ]
-    out: dict[str, dict[str, float]] = {}
-    for key in dict.fromkeys(keys):
-        vals = np.array([float(s[key]) for s in per_track if key in s], dtype=np.float64)
-        if len(vals):
-            finite = vals[np.isfinite(vals)]
-            out[key] = {
-                "mean": float(finite.mean()) if len(finite) else math.nan,
-                "median": float(np.median(finite)) if len(finite) else math.nan,
-                "n": len(finite),
-            }
-        else:
-            out[key] = {"value": float(task_summary[key])}
-    return out
+    from mir.tasks.base import score_stats
+
+    stats = score_stats(per_track)
+    keys = dict.fromkeys([*task_summary, *stats])
+    return {k: stats[k] if k in stats else {"value": float(task_summary[k])} for k in keys}
 
 
 def evaluate(
@@ -178,7 +159,7 @@ def evaluate(
     }
     # Tasks whose summary is not a mean over tracks (tagging's AUCs) need every estimate.
     kept: dict[str, dict[str, tuple[list[Any], list[Any]]]] = {
-        s: {n: ([], []) for n, t in tasks.items() if _overrides_evaluate(t)} for s in systems
+        s: {n: ([], []) for n, t in tasks.items() if t.set_level_summary} for s in systems
     }
     wanted = None if ids is None else {str(i) for i in ids}
     chosen = select_tracks(datasets, split, wanted, max_tracks)

@@ -237,21 +237,11 @@ class ExportModel(nn.Module):
 def metadata(module: Any) -> dict[str, Any]:
     """What a user of the exported file needs: task order, grid, labels, output shapes."""
     fe = module.model.frontend
-    shapes = {
-        "SeparationTask": "(B, S, n_fft // 2 + 1, T) masks in [0, 1] over the STFT",
-        "SingleF0Task": "(B, F, T) salience logits on the f0 grid",
-        "MultiF0Task": "(B, F, T) salience logits on the f0 grid",
-        "DrumsTask": "(B, K, T) onset logits per class",
-        "TaggingTask": "(B, K) tag logits",
-    }
     tasks: dict[str, Any] = {}
     for name, task in module.tasks.items():
         info: dict[str, Any] = {"class": type(task).__name__, "output": task.output_kind}
-        info["shape"] = shapes.get(type(task).__name__, "")
-        for attr in ("sources", "classes", "tags", "threshold", "thresholds", "voice"):
-            if hasattr(task, attr):
-                value = getattr(task, attr)
-                info[attr] = list(value) if isinstance(value, tuple | list) else value
+        info["shape"] = task.output_shape()
+        info.update(task.export_labels())
         tasks[name] = info
     return {
         "format": "mir TorchScript export 1",
@@ -284,7 +274,7 @@ def export(
     """
     model = module.model.eval()
     fe = model.frontend
-    untraceable = [n for n, h in model.heads.items() if not getattr(h, "traceable", True)]
+    untraceable = [n for n, h in model.heads.items() if not h.traceable]
     if untraceable:
         names = ", ".join(f"{n} ({type(model.heads[n]).__name__})" for n in untraceable)
         raise MirError(

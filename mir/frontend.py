@@ -57,6 +57,7 @@ import torch
 from torch import Tensor, nn
 
 from mir.errors import ConfigError
+from mir.grid import Grid
 
 __all__ = ["BlockLayout", "FrontEndConfigError", "HarmonicCQT", "choose_threads"]
 
@@ -328,6 +329,19 @@ class HarmonicCQT(nn.Module):
             )
 
     # ------------------------------------------------------------------ grid
+    @property
+    def grid(self) -> Grid:
+        """The frame and f0-bin grid this front end computes on (`mir.grid.Grid`)."""
+        return Grid(
+            self.sr,
+            self.hop,
+            self.bins_per_octave,
+            self.n_bins,
+            self.fmin,
+            self.harmonics,
+            self.n_fft,
+        )
+
     @property
     def frames_per_second(self) -> float:
         """Frame rate in frames per second (sr / hop)."""

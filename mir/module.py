@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch import nn
 
 from mir.data.track import Track
+from mir.errors import ConfigError
 from mir.frontend import HarmonicCQT
-from mir.models.model import MultiTaskModel
+from mir.grid import Grid
+from mir.models.model import MultiTaskModel, Trunk
 from mir.tasks.base import Task, mean_scores
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class MirModule(pl.LightningModule):
     def __init__(
         self,
         frontend: HarmonicCQT,
-        trunk: Callable[..., nn.Module],
+        trunk: Callable[..., Trunk],
         tasks: Mapping[str, Task],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
@@ -56,10 +57,14 @@ class MirModule(pl.LightningModule):
         if not tasks:
             raise ValueError("at least one task is needed")
         self.tasks = dict(tasks)
-        for task in self.tasks.values():
+        for name, task in self.tasks.items():
+            if task.name != name:
+                raise ConfigError(f"task.{name}: its name is {task.name!r}; use name: {name}")
             task.bind(frontend)
         trunk_module = trunk(in_channels=frontend.n_harmonics)
-        channels = int(getattr(trunk_module, "out_channels", frontend.n_harmonics))
+        if not isinstance(trunk_module, Trunk):
+            raise TypeError(f"trunk: {type(trunk_module).__name__} is not a {Trunk.__name__}")
+        channels = int(trunk_module.out_channels)
         heads = {name: task.build_head(channels) for name, task in self.tasks.items()}
         self.model = MultiTaskModel(frontend, trunk_module, heads)
         if compile:
@@ -83,6 +88,11 @@ class MirModule(pl.LightningModule):
         self.examples: dict[str, tuple[Track, dict[str, np.ndarray]]] = {}
 
     # -- metadata ------------------------------------------------------------------------
+    @property
+    def grid(self) -> Grid:
+        """The frame and f0-bin grid of the front end, shared by every task and the data."""
+        return self.model.frontend.grid
+
     @property
     def monitor(self) -> str:
         """Metric the checkpoint callback maximises: the first task's `monitor`."""
@@ -217,7 +227,7 @@ class MirModule(pl.LightningModule):
                     item[name] = ("raw", outputs[name].astype(np.float16), labelled)
                     continue
                 est = estimates[name]
-                if type(task).evaluate is Task.evaluate:  # the mean of per-track scores
+                if not task.set_level_summary:  # the mean of per-track scores
                     scores = task.evaluate([track], [est])[0]
                     item[name] = ("scores", scores[0] if scores else None, labelled)
                 else:

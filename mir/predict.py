@@ -48,13 +48,15 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mir.errors import ConfigError, MirError
+
+if TYPE_CHECKING:
+    from mir.tasks.base import OutputContext as FileContext
 
 log = logging.getLogger("mir.predict")
 
@@ -321,21 +323,9 @@ def is_done(out_dir: Path, path: Path) -> bool:
     return isinstance(marker, dict) and all(marker.get(k) == v for k, v in want.items())
 
 
-# -- per-task writers -----------------------------------------------------------------------
-@dataclass
-class FileContext:
-    """What the writers need to know about one input file."""
-
-    out_dir: Path
-    duration: float  # s
-    sr_in: int  # the file's sample rate, Hz
-    channels: np.ndarray | None  # (C, N') the channels at the model's rate (U-Net only)
-    n_in: int  # the file's length in samples at sr_in
-    raw: dict[str, np.ndarray]  # task -> undecoded full-track output
-    top_k: int
-    min_note: float
-    path: Path | None = None  # the input
-    sr_model: int = 0  # the model's sample rate, Hz
+# -- outputs ------------------------------------------------------------------------------
+# Each task writes its own files and JAMS annotation (`Task.write_outputs`), given a
+# `mir.tasks.base.OutputContext` (here `FileContext`); the streams below feed it.
 
 
 def separate_channels(task: Any, output: np.ndarray, channels: np.ndarray) -> np.ndarray:
@@ -356,100 +346,6 @@ def separate_channels(task: Any, output: np.ndarray, channels: np.ndarray) -> np
     """
     per_channel = [task.separate(output, x) for x in channels]  # one at a time: bounded memory
     return np.stack(per_channel, axis=1)
-
-
-def write_separation(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
-    from mir.audio import fit_length, resample
-    from mir.outputs import write_stems
-
-    stems = separate_channels(task, ctx.raw[name], ctx.channels)  # (S, C, N')
-    sr_model = task.fe.sr
-    if ctx.sr_in != sr_model:
-        stems = np.stack([resample(s, sr_model, ctx.sr_in) for s in stems])
-    stems = fit_length(stems, ctx.n_in)
-    if stems.shape[1] == 1:
-        stems = stems[:, 0]  # (S, N): a mono input gives mono stems
-    write_stems(ctx.out_dir, task.sources, stems, ctx.sr_in)
-    return []
-
-
-def write_single_f0(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
-    from mir import outputs
-
-    times, f0 = estimate
-    notes = outputs.f0_to_notes(times, f0, min_duration=ctx.min_note)
-    outputs.write_f0(ctx.out_dir / f"{name}.csv", times, f0)
-    outputs.write_notes_midi(ctx.out_dir / f"{name}.mid", notes, name=name)
-    return [
-        outputs.f0_annotation(name, times, f0, ctx.duration),
-        outputs.notes_annotation(name, notes, ctx.duration),
-    ]
-
-
-def write_multif0(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
-    from mir import outputs
-
-    times, freqs = estimate
-    notes = outputs.multif0_to_notes(times, freqs, min_duration=ctx.min_note)
-    outputs.write_multif0(ctx.out_dir / f"{name}.csv", times, freqs)
-    outputs.write_notes_midi(ctx.out_dir / f"{name}.mid", notes, name=name)
-    return [
-        outputs.multif0_annotation(name, times, freqs, ctx.duration),
-        outputs.notes_annotation(name, notes, ctx.duration),
-    ]
-
-
-def write_drums(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
-    from mir import outputs
-
-    _, unmapped = outputs.write_drums_midi(ctx.out_dir / f"{name}.mid", task.classes, estimate)
-    if unmapped:
-        log.warning("%s: no General-MIDI key for %s; left out of the MIDI file", name, unmapped)
-    return [outputs.onsets_annotation(name, task.classes, estimate, ctx.duration)]
-
-
-def write_beats(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
-    from mir import outputs
-
-    beats, downbeats = estimate  # BeatEstimate(beats, downbeats), times in s
-    outputs.write_beats(ctx.out_dir / f"{name}.beats.txt", beats)
-    outputs.write_beats(ctx.out_dir / f"{name}.downbeats.txt", downbeats)
-    return [outputs.beats_annotation(name, beats, ctx.duration, downbeats)]
-
-
-def write_tagging(ctx: FileContext, name: str, task: Any, estimate: Any) -> list[Any]:
-    from mir import outputs
-
-    outputs.write_tags(ctx.out_dir / f"{name}.json", task.tags, estimate, top_k=ctx.top_k)
-    return [outputs.tags_annotation(name, task.tags, estimate, ctx.duration)]
-
-
-Writer = Callable[[FileContext, str, Any, Any], list[Any]]
-
-
-def writers() -> dict[type, Writer]:
-    """Task class -> writer of its estimate (files, and JAMS annotations returned)."""
-    from mir.tasks.beats import BeatsTask
-    from mir.tasks.drums import DrumsTask
-    from mir.tasks.salience import MultiF0Task, SingleF0Task
-    from mir.tasks.separation import SeparationTask
-    from mir.tasks.tagging import TaggingTask
-
-    return {
-        SeparationTask: write_separation,
-        SingleF0Task: write_single_f0,
-        MultiF0Task: write_multif0,
-        DrumsTask: write_drums,
-        BeatsTask: write_beats,
-        TaggingTask: write_tagging,
-    }
-
-
-def writer_for(task: Any) -> Writer | None:
-    table = writers()
-    if type(task) in table:
-        return table[type(task)]
-    return next((w for cls, w in table.items() if isinstance(task, cls)), None)
 
 
 # -- one file, streamed ---------------------------------------------------------------------
@@ -593,21 +489,8 @@ class SingleF0Stream(Stream):
         self.parts.append(self.task.decode(out, self.stub)[1])
 
     def finish(self, ctx: FileContext) -> list[Any]:
-        from mir import outputs
-
         f0 = np.concatenate(self.parts)
-        times = self.task.fe.frame_times(len(f0))
-        notes = outputs.f0_to_notes(times, f0, min_duration=ctx.min_note)
-        outputs.write_f0(ctx.out_dir / f"{self.name}.csv", times, f0)
-        outputs.write_notes_midi(ctx.out_dir / f"{self.name}.mid", notes, name=self.name)
-        return [
-            outputs.LazyAnnotation(
-                "pitch_contour", self.name, ctx.duration, lambda: outputs.f0_rows(times, f0)
-            ),
-            outputs.LazyAnnotation(
-                "note_hz", self.name, ctx.duration, lambda: outputs.notes_rows(notes)
-            ),
-        ]
+        return self.task.write_outputs(ctx, (self.task.grid.frame_times(len(f0)), f0))
 
 
 class MultiF0Stream(Stream):
@@ -627,18 +510,7 @@ class MultiF0Stream(Stream):
         from mir import outputs
 
         freqs = outputs.Ragged(np.concatenate(self.values), np.concatenate(self.counts))
-        times = self.task.fe.frame_times(len(freqs))
-        notes = outputs.multif0_to_notes(times, freqs, min_duration=ctx.min_note)
-        outputs.write_multif0(ctx.out_dir / f"{self.name}.csv", times, freqs)
-        outputs.write_notes_midi(ctx.out_dir / f"{self.name}.mid", notes, name=self.name)
-        return [
-            outputs.LazyAnnotation(
-                "pitch_contour", self.name, ctx.duration, lambda: outputs.multif0_rows(times, freqs)
-            ),
-            outputs.LazyAnnotation(
-                "note_hz", self.name, ctx.duration, lambda: outputs.notes_rows(notes)
-            ),
-        ]
+        return self.task.write_outputs(ctx, (self.task.grid.frame_times(len(freqs)), freqs))
 
 
 class SeparationStream(Stream):
@@ -735,15 +607,15 @@ class SeparationStream(Stream):
 
 class RawStream(Stream):
     """Any other task (drums, beats, tagging, the U-Net separation): its raw output is kept
-    (a few values per frame, or one per track) and decoded at the end, as before. The U-Net
-    separation, whose decoding reads the whole track, keeps the audio stream's samples (the
-    file is still read and resampled once)."""
+    (a few values per frame, or one per track) and decoded at the end, as before. A task
+    whose decoding reads the audio (`Task.decode_reads_audio`: the U-Net separation) keeps
+    the audio stream's samples (the file is still read and resampled once)."""
 
     def __init__(self, name: str, task: Any, audio: Any = None) -> None:
         self.name, self.task, self.audio = name, task, audio
         self.parts: list[np.ndarray] = []
         self.weights: list[int] = []
-        self.whole = audio is not None and writer_for(task) is write_separation
+        self.whole = audio is not None and task.decode_reads_audio
 
     def needs_from(self) -> int:
         return 0 if self.whole else 1 << 62
@@ -761,19 +633,13 @@ class RawStream(Stream):
     def finish(self, ctx: FileContext) -> list[Any]:
         from mir.data.track import Track
 
-        write = writer_for(self.task)
-        if write is None:
-            log.warning(
-                "no writer for task %s (%s); not saved", self.name, type(self.task).__name__
-            )
-            return []
         ctx.raw[self.name] = self.raw()
         audio = np.zeros(0, np.float32)
         if self.whole:
             audio, channels = self.audio.get(0, self.audio.n)
             ctx.channels = channels
-        track = Track(name=ctx.out_dir.name, audio=audio, sr=self.task.fe.sr)
-        return write(ctx, self.name, self.task, self.task.decode(ctx.raw[self.name], track))
+        track = Track(name=ctx.out_dir.name, audio=audio, sr=self.task.grid.sr)
+        return self.task.write_outputs(ctx, self.task.decode(ctx.raw[self.name], track))
 
 
 def make_stream(name: str, task: Any, audio: Any, out_dir: Path | None) -> Stream:
@@ -851,6 +717,7 @@ def predict_file(
 
     from mir.audio import atomic_write
     from mir.outputs import write_jams
+    from mir.tasks.base import OutputContext as FileContext
 
     fe = module.model.frontend
     done = out_dir / DONE

@@ -35,18 +35,16 @@ from typing import Any
 from mir.audio import atomic_write
 from mir.data.track import Track
 from mir.errors import ConfigError
-from mir.tasks.base import Task
+from mir.tasks.base import Task, score_stats
 
-DEFAULT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("multif0", "Accuracy"),
-    ("melody", "Overall Accuracy"),
-    ("melody", "Raw Pitch Accuracy"),
-    ("bass", "Overall Accuracy"),
-    ("bass", "Raw Pitch Accuracy"),
-    ("vocal", "Overall Accuracy"),
-    ("vocal", "Raw Pitch Accuracy"),
-)
-"""The f0 family's columns: multi-f0 accuracy, and OA and RPA of each single-f0 task."""
+
+def default_columns() -> list[tuple[str, str]]:
+    """(task, mir_eval key) of every registered task's `Task.report_columns`, in the
+    registry's order: multi-f0 accuracy, and OA and RPA of each single-f0 task."""
+    from mir.tasks import registered
+
+    return [(name, key) for name, cls in registered().items() for key in cls.report_columns]
+
 
 _SHORT = {
     "Accuracy": "Acc",
@@ -131,20 +129,12 @@ def score_table(
 
 
 def median_scores(per_track: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict:
-    """Per task, the median over tracks of each numeric score (NaN ignored), as the MUSDB18
-    literature reports separation; tracks are rows ``{"track": name, metric: value}``."""
-    out: dict[str, dict[str, float]] = {}
-    for task, rows in per_track.items():
-        keys = dict.fromkeys(k for r in rows for k in r if k != "track")
-        med = {}
-        for k in keys:
-            vals = [float(r[k]) for r in rows if isinstance(r.get(k), (int, float))]
-            vals = sorted(v for v in vals if not math.isnan(v))
-            if vals:
-                n = len(vals)
-                med[k] = vals[n // 2] if n % 2 else 0.5 * (vals[n // 2 - 1] + vals[n // 2])
-        out[task] = med
-    return out
+    """Per task, the median over tracks of each score (`score_stats`: NaN ignored), as the
+    MUSDB18 literature reports separation; tracks are rows ``{"track": name, metric: value}``."""
+    return {
+        task: {k: s["median"] for k, s in score_stats(rows).items() if s["n"]}
+        for task, rows in per_track.items()
+    }
 
 
 def text_table(rows: Sequence[Sequence[str]], title: str = "") -> str:
@@ -321,7 +311,7 @@ def subset_table(
 
     Args:
         rows: `collect_multirun`'s jobs.
-        columns: (task, mir_eval key) pairs; default the f0 tasks' of `DEFAULT_COLUMNS`
+        columns: (task, mir_eval key) pairs; default those of `default_columns`
             that at least one job trained (all of them if none did).
         stage: ``test`` or ``val`` (the keys of ``scores.json``).
         baseline: add a last row with each task's trivial baseline (``test_baseline``,
@@ -335,7 +325,8 @@ def subset_table(
     """
     trained = {t for r in rows for t in r["tasks"]}
     if columns is None:
-        columns = [c for c in DEFAULT_COLUMNS if c[0] in trained] or list(DEFAULT_COLUMNS)
+        default = default_columns()
+        columns = [c for c in default if c[0] in trained] or default
     others = [
         [o for o in r["overrides"] if o.split("=", 1)[0].lstrip("+~") != "task"] for r in rows
     ]

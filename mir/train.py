@@ -200,7 +200,7 @@ def _run(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
     module = instantiate(cfg.model)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     datamodule = instantiate(cfg.data)
-    datamodule.bind(module.tasks)
+    datamodule.bind(module.tasks, module.grid)
 
     callbacks = []
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():

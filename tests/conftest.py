@@ -35,6 +35,8 @@ def fixtures_dir() -> Path:
 
 
 CONF = REPO / "conf"
+# The registry: every task YAML. Contract, smoke and learning tests iterate over it and ask
+# each task what to expect (`Task.expectations`), so a new YAML is tested everywhere.
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
 # datasets with a root; `shards` streams what `mir.data.shard` wrote (tests/test_shards.py)
 DATASETS = sorted(
@@ -83,48 +85,3 @@ def compose(embedded_root: Path):
         return cfg
 
     return _compose
-
-
-# mir_eval keys every task's evaluation must give (a subset of what it gives)
-EXPECTED_KEYS = {
-    "separation": {
-        "vocals/SDR",
-        "vocals/SIR",
-        "vocals/SAR",
-        "vocals/NSDR",
-        "vocals/SI-SDR",
-        "vocals/SI-SDRi",
-        "accompaniment/SDR",
-    },
-    "melody": {
-        "Overall Accuracy",
-        "Raw Pitch Accuracy",
-        "Raw Chroma Accuracy",
-        "Voicing Recall",
-        "Voicing False Alarm",
-    },
-    "bass": {"Overall Accuracy", "Raw Pitch Accuracy"},
-    "vocal": {"Overall Accuracy", "Raw Pitch Accuracy"},
-    "multif0": {"Accuracy", "Precision", "Recall"},
-    "drums": {
-        "kick/F-measure",
-        "snare/F-measure",
-        "hihat/F-measure",
-        "mean/F-measure",
-        "mean/F-measure@20ms",
-    },
-    "tagging": {"ROC-AUC", "PR-AUC", "P@1"},
-    "beats": {
-        "F-measure",
-        "Cemgil",
-        "Cemgil Best Metric Level",
-        "Goto",
-        "P-score",
-        "Correct Metric Level Continuous",
-        "Correct Metric Level Total",
-        "Any Metric Level Continuous",
-        "Any Metric Level Total",
-        "Information gain",
-        "downbeat/F-measure",
-    },
-}

@@ -3,6 +3,7 @@ yields the right shapes, and its evaluation returns mir_eval's keys."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,23 @@ import torch
 from hydra.utils import instantiate
 
 from mir.errors import DatasetError
-from mir.tasks.base import Window
+from mir.grid import Window
+from mir.tasks import all_tasks, registered
+from mir.tasks.base import Task
 from mir.train import instantiate as mir_instantiate
-from tests.conftest import DATASETS, EXPECTED_KEYS, TASKS
+from tests.conftest import CONF, DATASETS, TASKS
 
 
-def test_every_task_has_expected_keys():
-    assert set(TASKS) == set(EXPECTED_KEYS), "add the new task's mir_eval keys here"
+def test_registry_is_the_task_yamls():
+    """Every conf/task YAML names a Task class, and all_tasks trains every one of them."""
+    classes = registered()
+    assert set(classes) == set(TASKS)
+    for name, cls in classes.items():
+        assert issubclass(cls, Task), name
+    assert sorted(all_tasks()) == sorted(TASKS), "list every task in experiment/all_tasks.yaml"
+    for path in (CONF / "task").glob("*.yaml"):
+        head = path.read_text().splitlines()[0]
+        assert head == f"# @package task.{path.stem}", path.name
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +80,77 @@ def test_task_contract(all_tasks_module, name):
         dm.tracks("validation"),
         [module.predict_track(t)[name] if t is not track else est for t in dm.tracks("validation")],
     )
-    assert EXPECTED_KEYS[name] <= set(summary), sorted(summary)
+    expect = task.expectations()
+    assert expect.keys, f"{name}: expectations() names no mir_eval key"
+    assert expect.keys <= set(summary), sorted(expect.keys - set(summary))
     assert task.monitor in summary
+    assert expect.metric in summary
+    assert set(task.report_columns) <= set(summary)
     base_per_track, base = task.evaluate([track], [task.baseline(track)])
     assert set(base) <= set(summary) | {"ROC-AUC", "PR-AUC"}
+    # a summary that is more than the per-track mean says so (validation and mir.evaluate
+    # then keep every estimate for it)
+    if type(task).summarise is not Task.summarise:
+        assert task.set_level_summary, f"{name} overrides summarise: set set_level_summary"
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_task_owns_its_figure_and_export_shape(all_tasks_module, name):
+    """Each task draws its figure (or says it draws none) and describes its export output
+    with as many axes as its head's output has."""
+    from mir.callbacks import to_image
+
+    _, module, dm = all_tasks_module
+    task = module.tasks[name]
+    track = dm.tracks("validation")[0]
+    module.model.eval()
+    raw = module.analyse(track, raw=[name], decode=())[0][name]
+    n_frames = min(task.grid.n_frames(len(track.audio)), 200)
+    fig = task.figure(track, raw, n_frames)
+    if fig is not None:
+        image = np.asarray(to_image(fig))
+        assert image.shape[0] > 50, name
+        assert image.std() > 0, f"{name}: blank figure"
+    shape = task.output_shape()
+    assert shape.startswith("(B, "), shape
+    axes = shape[1 : shape.index(")")].split(", ")
+    assert len(axes) == raw.ndim + 1, (shape, raw.shape)
+    assert json.loads(json.dumps(task.export_labels())) == task.export_labels()
+
+
+def test_predict_writes_every_tasks_outputs(all_tasks_module, tmp_path):
+    """`mir.predict` writes, for every registered task, the files and JAMS annotations that
+    the task's own `write_outputs` gives on the same estimate."""
+    import jams
+
+    from mir.audio import write_wav
+    from mir.predict import predict_file
+    from mir.tasks.base import OutputContext
+
+    _, module, dm = all_tasks_module
+    module.model.eval()
+    track = dm.tracks("validation")[0]
+    audio = track.audio[: 6 * track.sr]
+    wav = write_wav(tmp_path / "clip.wav", audio, track.sr)
+    out = tmp_path / "out"
+    predict_file(module, wav, out)
+    written = {p.name for p in out.iterdir()}
+    predicted = jams.load(str(out / "clip.jams"))
+    clip = type(track)(name="clip", audio=audio, sr=track.sr)
+    raw, estimates = module.analyse(clip, raw=list(module.tasks))
+    for name, task in module.tasks.items():
+        alone = tmp_path / f"alone-{name}"
+        alone.mkdir()
+        ctx = OutputContext(
+            alone, len(audio) / track.sr, track.sr, audio[None], len(audio), raw, 5, 0.05
+        )
+        annotations = task.write_outputs(ctx, estimates[name])
+        files = {p.name for p in alone.iterdir()}
+        assert files or annotations, f"{name} writes nothing"
+        assert files <= written, (name, sorted(files - written))
+        ours = [a for a in predicted.annotations if a.sandbox.task == name]
+        assert [a.namespace for a in ours] == [a.namespace for a in annotations], name
+    assert "DONE" in written
 
 
 def test_masking_tracks_without_labels(all_tasks_module):

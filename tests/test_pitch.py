@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from mir.grid import Grid
 from mir.tasks.salience import MultiF0Task, SingleF0Task
 from tests.conftest import CONF
 
@@ -62,14 +63,10 @@ def test_a_command_line_task_sweep_replaces_the_configured_one():
     ]
 
 
-class _Grid:
-    """The two things salience decoding reads from the front end."""
+class _FrontEnd:
+    """What salience decoding reads from the front end: its grid (72 semitone bins)."""
 
-    freqs = 32.7 * 2.0 ** (np.arange(72) / 12.0)
-
-    @staticmethod
-    def frame_times(n: int) -> np.ndarray:
-        return np.arange(n) * 256 / 22050
+    grid = Grid(22050, 256, 12, 72, 32.7, (1.0,), 1024)
 
 
 def _reference_multif0(logits: np.ndarray, threshold: float) -> list[np.ndarray]:
@@ -78,7 +75,7 @@ def _reference_multif0(logits: np.ndarray, threshold: float) -> list[np.ndarray]
     peaks = np.zeros_like(sal, dtype=bool)
     peaks[1:-1] = (sal[1:-1] >= sal[:-2]) & (sal[1:-1] > sal[2:])
     peaks &= sal >= threshold
-    return [_Grid.freqs[peaks[:, t]] for t in range(sal.shape[1])]
+    return [_FrontEnd.grid.freqs[peaks[:, t]] for t in range(sal.shape[1])]
 
 
 @pytest.mark.parametrize("threshold", [0.05, 0.3, 0.7])
@@ -87,7 +84,7 @@ def test_salience_decoding_on_logits_matches_the_sigmoid_salience(threshold):
     logits = (3 * rng.standard_normal((72, 500))).astype(np.float32)
     logits[:, 7] = -20.0  # a silent frame: no f0
     multi = MultiF0Task(threshold=threshold)
-    multi.bind(_Grid())
+    multi.bind(_FrontEnd())
     times, freqs = multi.decode(logits, None)
     ref = _reference_multif0(logits, threshold)
     assert len(freqs) == len(ref) == len(times) == 500
@@ -96,9 +93,9 @@ def test_salience_decoding_on_logits_matches_the_sigmoid_salience(threshold):
     assert len(freqs[7]) == 0
 
     single = SingleF0Task("melody", threshold=threshold)
-    single.bind(_Grid())
+    single.bind(_FrontEnd())
     _, f0 = single.decode(logits, None)
     sal = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-    want = np.where(sal.max(0) >= threshold, _Grid.freqs[sal.argmax(0)], 0.0)
+    want = np.where(sal.max(0) >= threshold, _FrontEnd.grid.freqs[sal.argmax(0)], 0.0)
     np.testing.assert_array_equal(f0, want)
     assert f0[7] == 0.0

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pytorch_lightning as pl
@@ -20,9 +20,29 @@ from mir.data.base import Dataset
 from mir.data.index import MIXTURE, IndexEntry, build_index, read_window
 from mir.data.track import Track
 from mir.errors import DatasetError
-from mir.tasks.base import Task, Window
+from mir.grid import Grid, Window
 
 log = logging.getLogger(__name__)
+
+
+class LabelTask(Protocol):
+    """What the data reads of a task (`mir.tasks.base.Task` is one): its grid, whether a
+    track has its labels, its targets for a window, the stems it reads, and the shortest
+    excerpt it trains on."""
+
+    target_kind: str
+
+    @property
+    def grid(self) -> Grid: ...
+
+    @property
+    def min_crop_seconds(self) -> float: ...
+
+    def has_labels(self, track: Track) -> bool: ...
+
+    def targets(self, track: Track, window: Window) -> np.ndarray: ...
+
+    def stems_needed(self) -> tuple[str, ...]: ...
 
 
 class TrackSource:
@@ -115,7 +135,7 @@ class CropDataset(TorchDataset):
     def __init__(
         self,
         tracks: Sequence[Track] | Sequence[IndexEntry] | TrackSource,
-        tasks: Mapping[str, Task],
+        tasks: Mapping[str, LabelTask],
         crop_frames: int,
         hop: int,
         length: int,
@@ -402,13 +422,25 @@ class MirDataModule(pl.LightningDataModule):
         self.decode = bool(decode)
         self._sampler: EpochSampler | None = None
         self._index: dict[str, list[IndexEntry]] = {}
-        self.tasks: dict[str, Task] = {}
+        self.tasks: dict[str, LabelTask] = {}
+        self.grid: Grid | None = None
         self._tracks: dict[str, list[Track]] = {}
         self._train: CropDataset | None = None
 
-    def bind(self, tasks: Mapping[str, Task]) -> None:
-        """Attach the (front-end-bound) tasks whose targets the excerpts carry."""
+    def bind(self, tasks: Mapping[str, LabelTask], grid: Grid | None = None) -> None:
+        """Attach the (front-end-bound) tasks whose targets the excerpts carry, and the grid
+        of the excerpts (default: the one grid the tasks are bound to).
+
+        Raises:
+            ValueError: the tasks are bound to another grid than `grid`, or to several.
+        """
+        grids = {t.grid for t in tasks.values()}
+        if grid is not None:
+            grids.add(grid)
+        if len(grids) > 1:
+            raise ValueError(f"tasks and data on different grids: {sorted(map(str, grids))}")
         self.tasks = dict(tasks)
+        self.grid = grid if grid is not None else next(iter(grids), None)
 
     def track_ids(self, split: str) -> list[tuple[str, str]]:
         """(dataset name, track id) of `split` (``train``, ``validation``, ``test`` or
@@ -462,17 +494,18 @@ class MirDataModule(pl.LightningDataModule):
     @property
     def effective_crop_seconds(self) -> float:
         """`crop_seconds`, raised to the longest excerpt a task needs."""
-        need = max(
-            (float(getattr(t, "min_crop_seconds", 0.0)) for t in self.tasks.values()), default=0.0
-        )
+        need = max((float(t.min_crop_seconds) for t in self.tasks.values()), default=0.0)
         return max(self.crop_seconds, need)
 
     def _grid(self) -> tuple[int, int]:
-        fe = next(iter(self.tasks.values())).fe
+        """(hop, frames per training excerpt) on the bound grid."""
+        grid = self.grid
+        if grid is None:
+            raise RuntimeError("MirDataModule.bind(tasks) must be called before setup")
         crop = self.effective_crop_seconds
         if crop > self.crop_seconds:
             log.info("training excerpts lengthened to %.2f s (a task's minimum)", crop)
-        return fe.hop, fe.n_frames(int(round(crop * fe.sr)))
+        return grid.hop, grid.n_frames(int(round(crop * grid.sr)))
 
     def prepare_data(self) -> None:
         """Build (or check) the training index once, on the first process of the node

@@ -17,9 +17,10 @@ from torch import Tensor, nn
 from mir.errors import ConfigError
 from mir.models.features import Features
 from mir.models.layers import Layout, check_layout, conv_bn_relu
+from mir.models.model import Head
 
 
-class SalienceHead(nn.Module):
+class SalienceHead(Head):
     """Salience logits on the f0 grid, after the last layers of deep salience.
 
     A 3x3 convolution, a wide convolution spanning about an octave in frequency
@@ -90,7 +91,7 @@ class SalienceHead(nn.Module):
         return self.net(feats.trunk).squeeze(1)
 
 
-class MaskUNet(nn.Module):
+class MaskUNet(Head):
     """Soft masks over the mixture's STFT magnitude from a 2-D U-Net.
 
     The encoder halves (F, T) with 5x5 stride-2 convolutions, the decoder doubles it back
@@ -163,7 +164,7 @@ class MaskUNet(nn.Module):
         return torch.sigmoid(self.out(x))[..., :f, :t]
 
 
-class OnsetCRNN(nn.Module):
+class OnsetCRNN(Head):
     """Frame-wise event activations from trunk features: convolutions, then a BiGRU.
 
     After Vogl et al. (2017): convolutional blocks with max-pooling over frequency, the
@@ -212,7 +213,7 @@ class OnsetCRNN(nn.Module):
         return self.out(x).transpose(1, 2)
 
 
-class TagCNN(nn.Module):
+class TagCNN(Head):
     """Track-level multi-label logits: a fully convolutional tagger (Choi et al. 2016).
 
     Blocks of 3x3 convolution and 2x2 max-pooling over the trunk features, then max and

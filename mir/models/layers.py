@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mir.errors import ConfigError
+from mir.models.model import Trunk
 
 Layout = Literal["mir", "keras"]
 """Block layout: ``mir`` = conv (no bias), BN (eps 1e-5), ReLU, odd kernels; ``keras`` = the
@@ -65,7 +66,7 @@ def conv_bn_relu(
     )
 
 
-class ConvTrunk(nn.Module):
+class ConvTrunk(Trunk):
     """Shared convolutional trunk over the HCQT, keeping the (F, T) resolution.
 
     The harmonics are the input channels, so a small kernel already relates each bin to

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mir.models.features import Features
+from mir.models.model import Head
 
 
 class ResBlock2d(nn.Module):
@@ -45,7 +46,7 @@ class ResBlock2d(nn.Module):
         return self.pool(F.relu(self.body(x) + self.shortcut(x)))
 
 
-class ShortChunkResNet(nn.Module):
+class ShortChunkResNet(Head):
     """Track-level multi-label logits from a short-chunk residual CNN.
 
     After Won et al., "Evaluation of CNN-based Automatic Music Tagging Models" (SMC 2020),

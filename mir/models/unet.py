@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from mir.frontend import HarmonicCQT
 from mir.models.features import Features
+from mir.models.model import Head
 
 
 class FFTResampler(nn.Module):
@@ -164,7 +165,7 @@ class UNet(nn.Module):
         return torch.sigmoid(self.out(x))
 
 
-class JanssonUNet(nn.Module):
+class JanssonUNet(Head):
     """Separation head: the published U-Net on its own 8192-Hz STFT, masks held on the
     front end's frame grid (see the module docstring).
 

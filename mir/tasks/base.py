@@ -2,34 +2,47 @@
 
 A task knows how to build its head, turn a track's annotations into targets for a window
 of the front end's frame grid, compute its loss with a per-example label mask, decode a
-full-track output into times and values, and evaluate the decoding with `mir_eval`.
-The training loop (`mir.module.MirModule`) knows nothing task-specific.
+full-track output into times and values, evaluate the decoding with `mir_eval` and
+summarise it over a set, write its ``mir.predict`` files and JAMS annotation, draw its
+figure, describe its output for ``mir.export``, name its report columns, and say what the
+tests expect of it. The training loop (`mir.module.MirModule`), ``mir.predict``,
+``mir.evaluate``, ``mir.export``, ``mir.report`` and the callbacks know nothing
+task-specific: they call these methods.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+import torch.nn.functional as F
+from torch import Tensor
 
 from mir.data.track import Track
 from mir.frontend import HarmonicCQT
+from mir.grid import Grid, Window
 from mir.models.features import Features
+from mir.models.model import Head
 
-
-@dataclass(frozen=True)
-class Window:
-    """A training excerpt on the front end's grid: frames and the samples they cover."""
-
-    start_frame: int
-    n_frames: int
-    start_sample: int
-    n_samples: int
+__all__ = [
+    "Expectations",
+    "Grid",
+    "OutputContext",
+    "Task",
+    "Window",
+    "masked_mean",
+    "masked_weighted_bce",
+    "nearest_index",
+    "mean_scores",
+    "score_stats",
+]
 
 
 class Task(ABC):
@@ -53,25 +66,32 @@ class Task(ABC):
         self.name = name
         self.weight = float(weight)
         self.frontend: HarmonicCQT | None = None
+        self._grid: Grid | None = None
 
     # -- construction -----------------------------------------------------------------
     def bind(self, frontend: HarmonicCQT) -> None:
         """Attach the front end whose grid defines frames and bins (called by the module)."""
         self.frontend = frontend
+        self._grid = frontend.grid
 
     @property
     def fe(self) -> HarmonicCQT:
+        """The bound front end (its STFT, for tasks that invert one)."""
         if self.frontend is None:
             raise RuntimeError(f"task {self.name!r} is not bound to a front end")
         return self.frontend
 
-    @abstractmethod
-    def build_head(self, trunk_channels: int) -> nn.Module:
-        """The head: an `nn.Module` mapping `Features` to this task's output (B, ...).
+    @property
+    def grid(self) -> Grid:
+        """The frame and f0-bin grid of the bound front end."""
+        if self._grid is None:
+            raise RuntimeError(f"task {self.name!r} is not bound to a front end")
+        return self._grid
 
-        The head sets ``uses_trunk`` / ``uses_stft`` attributes (default True / False)
-        so the shared model computes only the features some head reads.
-        """
+    @abstractmethod
+    def build_head(self, trunk_channels: int) -> Head:
+        """The head: a `mir.models.model.Head` mapping `Features` to this task's output
+        (B, ...); its ``uses_trunk`` / ``uses_stft`` say which shared features it reads."""
 
     # -- data -------------------------------------------------------------------------
     @abstractmethod
@@ -89,6 +109,11 @@ class Task(ABC):
     def stems_needed(self) -> tuple[str, ...]:
         """Stems this task reads from tracks (others may be dropped to save memory)."""
         return ()
+
+    @property
+    def min_crop_seconds(self) -> float:
+        """Shortest training excerpt this task needs, in s (0: no minimum)."""
+        return 0.0
 
     # -- training ---------------------------------------------------------------------
     @abstractmethod
@@ -121,32 +146,176 @@ class Task(ABC):
     def evaluate(
         self, tracks: list[Track], estimates: list[Any]
     ) -> tuple[list[dict[str, float]], dict[str, float]]:
-        """Scores per track and their summary over the set (mean by default)."""
+        """Scores of each labelled track (`evaluate_track`) and their `summarise`."""
         per_track = []
         for track, est in zip(tracks, estimates, strict=True):
             if self.has_labels(track):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     per_track.append(self.evaluate_track(track, est))
-        return per_track, mean_scores(per_track)
+        return per_track, self.summarise(tracks, estimates, per_track)
 
+    set_level_summary: bool = False
+    """Whether `summarise` is more than the mean of the per-track scores (set-level metrics
+    such as tagging's AUCs): validation, test and ``mir.evaluate`` then keep every track
+    (without audio) and estimate of a split and call `evaluate` on the whole set, instead of
+    keeping per-track scores only."""
 
-def mean_scores(per_track: list[dict[str, float]]) -> dict[str, float]:
-    """Mean of each metric over tracks (NaNs ignored)."""
-    if not per_track:
+    def summarise(
+        self, tracks: list[Track], estimates: list[Any], per_track: list[dict[str, float]]
+    ) -> dict[str, float]:
+        """The summary over a set of tracks: the mean of each per-track metric by default
+        (`per_track` holds the scores of the labelled tracks, in order)."""
+        return mean_scores(per_track)
+
+    # -- outputs: files, figure, export, report, tests --------------------------------------
+    decode_reads_audio: bool = False
+    """Whether `decode` reads the track's audio (separation applies masks to the mixture),
+    so streamed inference keeps the audio for it."""
+
+    @abstractmethod
+    def write_outputs(self, ctx: OutputContext, estimate: Any) -> list[Any]:
+        """Write this task's files for one input into ``ctx.out_dir`` (each atomically,
+        through `mir.outputs`; names start with `name`) and return its JAMS annotations
+        (`jams.Annotation` or `mir.outputs.LazyAnnotation`), for ``mir.predict``."""
+
+    @abstractmethod
+    def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
+        """A matplotlib figure of one track's raw output (its first `n_frames` frames)
+        against the reference, for W&B; None when this task draws none."""
+
+    def media_audio(self, track: Track, output: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """(caption, waveform at the track's rate) clips logged beside the mixture (the
+        estimated stems of separation); none by default."""
+        return []
+
+    @abstractmethod
+    def output_shape(self) -> str:
+        """The raw output's shape and meaning, in the B/S/K/F/T letters (``mir.export``)."""
+
+    def export_labels(self) -> dict[str, Any]:
+        """What a user of an export needs to read the output: its axes' labels (sources,
+        classes, tags) and decoding settings (thresholds); none by default."""
         return {}
-    keys = list(per_track[0])
-    out = {}
-    for k in keys:
-        vals = np.array([float(s[k]) for s in per_track if k in s], dtype=np.float64)
-        out[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+
+    report_columns: tuple[str, ...] = ()
+    """mir_eval keys of this task shown by default in ``mir.report collect`` tables."""
+
+    def expectations(self) -> Expectations:
+        """What the contract, smoke and learning tests check of this task: by default that
+        its evaluation gives the monitored key, and that the trained model's monitored
+        metric beats the trivial baseline."""
+        return Expectations(keys=frozenset({self.monitor}), metric=self.monitor)
+
+
+@dataclass
+class OutputContext:
+    """What a task's `write_outputs` knows about one input file of ``mir.predict``."""
+
+    out_dir: Path
+    duration: float  # s
+    sr_in: int  # the file's sample rate, Hz
+    channels: np.ndarray | None  # (C, N') the channels at the model's rate (U-Net only)
+    n_in: int  # the file's length in samples at sr_in
+    raw: dict[str, np.ndarray]  # task -> undecoded full-track output
+    top_k: int
+    min_note: float
+    path: Path | None = None  # the input
+    sr_model: int = 0  # the model's sample rate, Hz
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """A task's test expectations.
+
+    Attributes:
+        keys: mir_eval keys its evaluation must give (a subset of what it gives).
+        metric: the key the learning test compares with the trivial baseline.
+        higher_is_better: the direction in which `metric` must beat the baseline.
+        held_out: `metric` is a set-level score too noisy on the few test tracks: the
+            learning test compares it on every held-out track (validation and test).
+    """
+
+    keys: frozenset[str]
+    metric: str
+    higher_is_better: bool = True
+    held_out: bool = False
+
+
+def score_stats(per_track: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean, median and count over tracks of each metric, the one summary of scores.
+
+    Args:
+        per_track: a row of scores per track (a ``track`` key, the track's name, is ignored).
+
+    Returns:
+        metric -> {"mean", "median", "n"} over the finite values (NaN and infinite scores
+        are left out; mean and median are NaN when none is finite), for every metric that
+        some row has, in the order first seen.
+    """
+    keys = dict.fromkeys(k for row in per_track for k in row if k != "track")
+    out: dict[str, dict[str, float]] = {}
+    for key in keys:
+        vals = np.array([float(r[key]) for r in per_track if key in r], dtype=np.float64)
+        finite = vals[np.isfinite(vals)]
+        out[key] = {
+            "mean": float(finite.mean()) if len(finite) else math.nan,
+            "median": float(np.median(finite)) if len(finite) else math.nan,
+            "n": len(finite),
+        }
     return out
+
+
+def mean_scores(per_track: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean of each metric over tracks (NaN and infinite scores left out; `score_stats`)."""
+    return {k: s["mean"] for k, s in score_stats(per_track).items()}
 
 
 def masked_mean(per_example: Tensor, mask: Tensor) -> Tensor:
     """Mean of (B,) losses over masked-in examples; a graph-connected 0 when none is."""
     m = mask.to(per_example.dtype)
     return (per_example * m).sum() / m.sum().clamp_min(1.0)
+
+
+def masked_weighted_bce(output: Tensor, target: Tensor, mask: Tensor, pos_weight: float) -> Tensor:
+    """BCE of frame activations where some targets are unknown, positives up-weighted.
+
+    Args:
+        output: (B, K, T) logits.
+        target: (B, K, T) targets in [0, 1], or -1 where unknown (those frames get no loss).
+        mask: (B,) examples that carry this task's labels.
+        pos_weight: weight of frames whose target is > 0 (onsets and beats are rare).
+
+    Returns:
+        The mean over masked-in examples of each example's loss summed over its known
+        frames and divided by their number.
+    """
+    known = (target >= 0).to(output.dtype)
+    y = target.clamp_min(0.0)
+    weight = known * (1.0 + (pos_weight - 1.0) * (y > 0).to(output.dtype))
+    per = F.binary_cross_entropy_with_logits(output, y, weight=weight, reduction="none")
+    per_example = per.flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1.0)  # (B,)
+    return masked_mean(per_example, mask)
+
+
+def nearest_index(times: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Index of the time nearest each query time (the earlier one on a tie).
+
+    Args:
+        times: (K,) sorted times in s, K >= 1.
+        query: (T,) times in s.
+
+    Returns:
+        (T,) int indices into `times`.
+    """
+    times = np.asarray(times)
+    query = np.asarray(query)
+    if len(times) == 1:
+        return np.zeros(len(query), dtype=np.intp)
+    right = np.clip(np.searchsorted(times, query), 1, len(times) - 1)  # first time >= query
+    left = right - 1
+    choose_left = np.abs(query - times[left]) <= np.abs(times[right] - query)
+    return np.where(choose_left, left, right)
 
 
 def frame_values(times: np.ndarray, values: np.ndarray, frame_times: np.ndarray) -> np.ndarray:
@@ -160,12 +329,7 @@ def frame_values(times: np.ndarray, values: np.ndarray, frame_times: np.ndarray)
     out = np.zeros(len(frame_times), dtype=np.float64)
     if len(times) == 0:
         return out
-    idx = np.searchsorted(times, frame_times)
-    idx = np.clip(idx, 1, len(times) - 1) if len(times) > 1 else np.zeros_like(idx)
-    left = np.maximum(idx - 1, 0)
-    choose_left = np.abs(frame_times - times[left]) <= np.abs(times[idx] - frame_times)
-    nearest = np.where(choose_left, left, idx)
-    out[:] = values[nearest]
+    out[:] = values[nearest_index(times, frame_times)]
     step = np.median(np.diff(times)) if len(times) > 1 else 0.0
     outside = (frame_times < times[0] - step) | (frame_times > times[-1] + step)
     out[outside] = 0.0

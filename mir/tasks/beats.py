@@ -28,18 +28,19 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import librosa
 import mir_eval
 import numpy as np
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mir.data.track import Track
+from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import OnsetCRNN
-from mir.tasks.base import Task, Window, masked_mean
+from mir.models.model import Head
+from mir.tasks.base import Expectations, OutputContext, Task, masked_weighted_bce, nearest_index
 from mir.tasks.drums import onset_targets, pick_peaks
 
 UNKNOWN = -1.0
@@ -57,11 +58,7 @@ def snap_to_beats(times: np.ndarray, beats: np.ndarray) -> np.ndarray:
     """Each time moved to its nearest beat, duplicates dropped (s, sorted)."""
     if len(times) == 0 or len(beats) == 0:
         return np.zeros(0)
-    idx = np.searchsorted(beats, times)
-    left = beats[np.clip(idx - 1, 0, len(beats) - 1)]
-    right = beats[np.clip(idx, 0, len(beats) - 1)]
-    nearest = np.where(np.abs(times - left) <= np.abs(right - times), left, right)
-    return np.unique(nearest)
+    return np.unique(beats[nearest_index(beats, times)])
 
 
 class BeatsTask(Task):
@@ -119,8 +116,8 @@ class BeatsTask(Task):
         self.conv_channels = int(conv_channels)
         self.hidden = int(hidden)
 
-    def build_head(self, trunk_channels: int) -> nn.Module:
-        return OnsetCRNN(trunk_channels, self.fe.n_bins, 2, self.conv_channels, 4, self.hidden)
+    def build_head(self, trunk_channels: int) -> Head:
+        return OnsetCRNN(trunk_channels, self.grid.n_bins, 2, self.conv_channels, 4, self.hidden)
 
     def has_labels(self, track: Track) -> bool:
         return track.has("beats")
@@ -129,7 +126,7 @@ class BeatsTask(Task):
         """(2, T) targets: beats, downbeats; the downbeat row is -1 when unknown."""
         if not track.has("beats"):
             return np.zeros((2, window.n_frames), dtype=np.float32)
-        fps = self.fe.frames_per_second
+        fps = self.grid.frames_per_second
         beats = np.asarray(track.get("beats"), dtype=np.float64)
         if not track.has("downbeats"):
             out = onset_targets([beats, np.zeros(0)], fps, window, self.widen)
@@ -140,23 +137,18 @@ class BeatsTask(Task):
 
     def loss(self, output: Tensor, target: Tensor, mask: Tensor, feats: Features) -> Tensor:
         """Weighted BCE over known frames; (B, 2, T) logits and targets, (B,) mask."""
-        known = (target >= 0).to(output.dtype)
-        y = target.clamp_min(0.0)
-        weight = known * (1.0 + (self.pos_weight - 1.0) * (y > 0).to(output.dtype))
-        per = F.binary_cross_entropy_with_logits(output, y, weight=weight, reduction="none")
-        per_example = per.flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1.0)  # (B,)
-        return masked_mean(per_example, mask)
+        return masked_weighted_bce(output, target, mask, self.pos_weight)
 
     def decode(self, output: np.ndarray, track: Track) -> BeatEstimate:
         act = 1.0 / (1.0 + np.exp(-output.astype(np.float64)))  # (2, T)
         beats = self.decode_beats(act[0])
-        fps = self.fe.frames_per_second
+        fps = self.grid.frames_per_second
         peaks = pick_peaks(act[1], fps, self.threshold, min_gap=self.downbeat_min_gap)
         return BeatEstimate(beats, snap_to_beats(peaks, beats))
 
     def decode_beats(self, act: np.ndarray) -> np.ndarray:
         """Beat times (s) from a beat activation (T,) in [0, 1]."""
-        fps = self.fe.frames_per_second
+        fps = self.grid.frames_per_second
         if self.decoder == "peaks":
             return pick_peaks(act, fps, self.threshold, min_gap=self.min_gap)
         # librosa's tracker fails (IndexError) on a one-frame clip: no beats there
@@ -164,8 +156,8 @@ class BeatsTask(Task):
             return np.zeros(0)
         _, beats = librosa.beat.beat_track(
             onset_envelope=act,
-            sr=self.fe.sr,
-            hop_length=self.fe.hop,
+            sr=self.grid.sr,
+            hop_length=self.grid.hop,
             start_bpm=self.start_bpm,
             tightness=self.tightness,
             units="time",
@@ -189,3 +181,40 @@ class BeatsTask(Task):
     def baseline(self, track: Track) -> BeatEstimate:
         beats = np.arange(0.0, track.duration, 0.5)  # 120 BPM from 0 s
         return BeatEstimate(beats, beats[::4].copy())
+
+    # -- outputs ------------------------------------------------------------------------
+    def expectations(self) -> Expectations:
+        keys = {"F-measure", "Cemgil", "Cemgil Best Metric Level", "Goto", "P-score"}
+        keys |= {
+            f"{m} Metric Level {k}" for m in ("Correct", "Any") for k in ("Continuous", "Total")
+        }
+        keys |= {"Information gain", "downbeat/F-measure"}
+        return Expectations(keys=frozenset(keys), metric=self.monitor)
+
+    def write_outputs(self, ctx: OutputContext, estimate: Any) -> list[Any]:
+        """``<name>.beats.txt`` and ``<name>.downbeats.txt`` (one time per line) and a JAMS
+        ``beat`` annotation valued by metrical position (1 = downbeat)."""
+        from mir import outputs
+
+        beats, downbeats = estimate  # BeatEstimate(beats, downbeats), times in s
+        outputs.write_beats(ctx.out_dir / f"{self.name}.beats.txt", beats)
+        outputs.write_beats(ctx.out_dir / f"{self.name}.downbeats.txt", downbeats)
+        return [outputs.beats_annotation(self.name, beats, ctx.duration, downbeats)]
+
+    def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
+        """Beat and downbeat activations against the reference."""
+        from mir.callbacks import activations_figure
+
+        refs = None
+        if track.has("beats"):
+            down = track.get("downbeats", np.zeros(0))
+            refs = [np.asarray(track.get("beats"), float), np.asarray(down, float)]
+        return activations_figure(
+            self.name, self.grid, output, n_frames, ["beat", "downbeat"], refs
+        )
+
+    def output_shape(self) -> str:
+        return "(B, 2, T) beat and downbeat logits"
+
+    def export_labels(self) -> dict[str, Any]:
+        return {"threshold": self.threshold}

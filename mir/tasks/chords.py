@@ -32,7 +32,7 @@ Conventions:
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import librosa
 import mir_eval
@@ -42,9 +42,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mir.data.track import Track
+from mir.grid import Window
 from mir.models.features import Features
 from mir.models.layers import conv_bn_relu
-from mir.tasks.base import Task, Window, masked_mean
+from mir.models.model import Head
+from mir.tasks.base import Expectations, OutputContext, Task, masked_mean
 
 ROOTS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 VOCABULARY: tuple[str, ...] = (
@@ -110,7 +112,7 @@ def frames_to_intervals(classes: np.ndarray, fps: float, duration: float) -> Cho
     return ChordEstimate(intervals[keep], [lab for lab, k in zip(labels, keep, strict=True) if k])
 
 
-class ChordHead(nn.Module):
+class ChordHead(Head):
     """Frame-wise chord logits from trunk features, the same classifier for every root.
 
     A convolution, frequency max-pooled to semitones and averaged over octaves into 12
@@ -127,9 +129,6 @@ class ChordHead(nn.Module):
         hidden: hidden units of the shared MLP.
         context: frames of the time convolution (odd).
     """
-
-    uses_trunk = True
-    uses_stft = False
 
     def __init__(
         self,
@@ -161,11 +160,10 @@ class ChordHead(nn.Module):
         """-> (B, K = 25, T) logits in `VOCABULARY` order."""
         assert feats.trunk is not None
         x = self.conv(feats.trunk)  # (B, c, 12 * octaves, T)
-        b, c, _, t = x.shape
-        x = x.reshape(b, c, self.octaves, 12, t).mean(2)  # (B, c, 12, T)
+        x = x.unflatten(2, (self.octaves, 12)).mean(2)  # (B, c, 12, T)
         x = self.context(x)  # (B, c, 12, T)
         rot = x[:, :, self.rotations]  # (B, c, 12 roots, 12 intervals, T)
-        rot = rot.permute(0, 4, 2, 1, 3).reshape(b, t, 12, c * 12)  # (B, T, roots, c * 12)
+        rot = rot.permute(0, 4, 2, 1, 3).flatten(3)  # (B, T, roots, c * 12)
         majmin = self.mlp(rot)  # (B, T, 12, 2)
         none = self.none(x.mean(2).transpose(1, 2))  # (B, T, 1)
         logits = torch.cat([none, majmin[..., 0], majmin[..., 1]], dim=2)  # (B, T, 25)
@@ -200,14 +198,10 @@ class ChordsTask(Task):
         self.channels = int(channels)
         self.hidden = int(hidden)
 
-    def build_head(self, trunk_channels: int) -> nn.Module:
-        fe = self.fe
+    def build_head(self, trunk_channels: int) -> Head:
+        grid = self.grid
         return ChordHead(
-            trunk_channels,
-            fe.n_bins,
-            fe.bins_per_octave,
-            self.channels,
-            self.hidden,
+            trunk_channels, grid.n_bins, grid.bins_per_octave, self.channels, self.hidden
         )
 
     def has_labels(self, track: Track) -> bool:
@@ -218,7 +212,7 @@ class ChordsTask(Task):
         if not self.has_labels(track):
             return np.zeros(window.n_frames, dtype=np.float32)
         frames = window.start_frame + np.arange(window.n_frames)
-        times = frames / self.fe.frames_per_second
+        times = frames / self.grid.frames_per_second
         return frame_classes(track.get("chords"), times).astype(np.float32)
 
     def loss(self, output: Tensor, target: Tensor, mask: Tensor, feats: Features) -> Tensor:
@@ -239,7 +233,7 @@ class ChordsTask(Task):
             classes = librosa.sequence.viterbi(prob, transition)
         else:
             classes = prob.argmax(axis=0)
-        fps = self.fe.frames_per_second
+        fps = self.grid.frames_per_second
         duration = track.duration if len(track.audio) else prob.shape[1] / fps
         return frames_to_intervals(classes, fps, duration)
 
@@ -269,3 +263,58 @@ class ChordsTask(Task):
             if held.any():
                 best = VOCABULARY[int(held.argmax())]
         return ChordEstimate(np.array([[0.0, max(end, 1e-3)]]), [best])
+
+    # -- outputs ----------------------------------------------------------------------
+    report_columns = ("majmin", "root", "mirex", "seg")
+
+    def expectations(self) -> Expectations:
+        keys = {"root", "majmin", "thirds", "mirex", "triads", "seg", "underseg", "overseg"}
+        return Expectations(keys=frozenset(keys), metric=self.monitor)
+
+    def write_outputs(self, ctx: OutputContext, estimate: Any) -> list[Any]:
+        """``<name>.lab`` (``start end label`` rows, tab separated, s; the format
+        `mir_eval.io.load_labeled_intervals` reads) and a JAMS ``chord`` annotation."""
+        from pathlib import Path
+
+        from mir.audio import atomic_write
+        from mir.outputs import LazyAnnotation
+
+        intervals, labels = estimate
+        rows = [
+            (float(a), float(b), str(lab)) for (a, b), lab in zip(intervals, labels, strict=True)
+        ]
+        text = "".join(f"{a:.6f}\t{b:.6f}\t{lab}\n" for a, b, lab in rows)
+        atomic_write(ctx.out_dir / f"{self.name}.lab", lambda tmp: Path(tmp).write_text(text))
+
+        def observations() -> Any:
+            for a, b, lab in rows:
+                yield {"time": a, "duration": b - a, "value": lab, "confidence": None}
+
+        return [LazyAnnotation("chord", self.name, ctx.duration, observations).materialise()]
+
+    def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
+        """Class posteriors (K, T), the reference class of each frame in red (unknown
+        frames left out)."""
+        from mir.callbacks import axes_figure, time_extent
+
+        logits = output[:, :n_frames].astype(np.float64)
+        prob = np.exp(logits - logits.max(axis=0, keepdims=True))
+        prob /= prob.sum(axis=0, keepdims=True)
+        fig, (ax,) = axes_figure(height=4.0)
+        extent = time_extent(self.grid, prob.shape[1], len(VOCABULARY))
+        ax.imshow(prob, origin="lower", aspect="auto", vmin=0, vmax=1, extent=extent)
+        if self.has_labels(track):
+            times = np.arange(prob.shape[1]) / self.grid.frames_per_second
+            ref = frame_classes(track.get("chords"), times).astype(np.float64)
+            ref[ref == UNKNOWN] = np.nan
+            ax.plot(times, ref + 0.5, "r.", ms=2, label="reference")
+            ax.legend(loc="upper right")
+        ax.set_yticks(np.arange(0, len(VOCABULARY), 3) + 0.5, VOCABULARY[::3])
+        ax.set(title=f"{self.name}: chord posteriors", xlabel="time (s)")
+        return fig
+
+    def output_shape(self) -> str:
+        return "(B, 25, T) chord logits: N, then 12 maj and 12 min roots from C"
+
+    def export_labels(self) -> dict[str, Any]:
+        return {"classes": list(VOCABULARY), "self_transition": self.self_transition}

@@ -33,17 +33,22 @@ Conventions:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from typing import Any
 
 import mir_eval
 import numpy as np
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mir.data.track import Track
+from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import OnsetCRNN
-from mir.tasks.base import Task, Window, masked_mean
+from mir.models.model import Head
+from mir.tasks.base import Expectations, OutputContext, Task, masked_weighted_bce, mean_scores
+
+log = logging.getLogger(__name__)
 
 UNKNOWN = -1.0
 """Target value of a class whose onsets a track does not annotate."""
@@ -146,9 +151,9 @@ class DrumsTask(Task):
         self.conv_channels = int(conv_channels)
         self.hidden = int(hidden)
 
-    def build_head(self, trunk_channels: int) -> nn.Module:
+    def build_head(self, trunk_channels: int) -> Head:
         return OnsetCRNN(
-            trunk_channels, self.fe.n_bins, len(self.classes), self.conv_channels, 4, self.hidden
+            trunk_channels, self.grid.n_bins, len(self.classes), self.conv_channels, 4, self.hidden
         )
 
     def has_labels(self, track: Track) -> bool:
@@ -167,22 +172,17 @@ class DrumsTask(Task):
         """(K, T) targets; the rows of classes the track does not annotate are -1."""
         if not self.has_labels(track):
             return np.zeros((len(self.classes), window.n_frames), dtype=np.float32)
-        out = onset_targets(self._events(track), self.fe.frames_per_second, window, self.widen)
+        out = onset_targets(self._events(track), self.grid.frames_per_second, window, self.widen)
         out[~np.asarray(self.known(track))] = UNKNOWN
         return out
 
     def loss(self, output: Tensor, target: Tensor, mask: Tensor, feats: Features) -> Tensor:
         """Weighted BCE over known frames; (B, K, T) logits and targets, (B,) mask."""
-        known = (target >= 0).to(output.dtype)
-        y = target.clamp_min(0.0)
-        weight = known * (1.0 + (self.pos_weight - 1.0) * (y > 0).to(output.dtype))
-        per = F.binary_cross_entropy_with_logits(output, y, weight=weight, reduction="none")
-        per_example = per.flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1.0)  # (B,)
-        return masked_mean(per_example, mask)
+        return masked_weighted_bce(output, target, mask, self.pos_weight)
 
     def decode(self, output: np.ndarray, track: Track) -> list[np.ndarray]:
         act = 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
-        fps = self.fe.frames_per_second
+        fps = self.grid.frames_per_second
         return [pick_peaks(act[k], fps, th) for k, th in enumerate(self.thresholds)]
 
     def evaluate_track(self, track: Track, estimate: list[np.ndarray]) -> dict[str, float]:
@@ -219,20 +219,57 @@ class DrumsTask(Task):
             out[f"mean/F-measure{sfx}"] = float(np.mean(vals)) if vals else nan
         return out
 
-    def evaluate(
-        self, tracks: list[Track], estimates: list[list[np.ndarray]]
-    ) -> tuple[list[dict[str, float]], dict[str, float]]:
-        """Per-track scores and their means, plus per class the number of tracks on which
-        it has reference onsets (``<class>/tracks with onsets``)."""
-        per_track, summary = super().evaluate(tracks, estimates)
+    set_level_summary = True
+
+    def summarise(
+        self,
+        tracks: list[Track],
+        estimates: list[list[np.ndarray]],
+        per_track: list[dict[str, float]],
+    ) -> dict[str, float]:
+        """The per-track scores' means, plus per class the number of tracks on which it has
+        reference onsets (``<class>/tracks with onsets``)."""
+        summary = mean_scores(per_track)
         labelled = [t for t in tracks if self.has_labels(t)]
         for cls in self.classes:
             n = sum(len(np.atleast_1d(t.get("onsets", {}).get(cls, ()))) > 0 for t in labelled)
             summary[f"{cls}/tracks with onsets"] = float(n)
-        return per_track, summary
+        return summary
 
     def baseline(self, track: Track) -> list[np.ndarray]:
         return [np.zeros(0) for _ in self.classes]
+
+    # -- outputs ------------------------------------------------------------------------
+    def expectations(self) -> Expectations:
+        keys = {f"{c}/F-measure" for c in self.classes} | {"mean/F-measure"}
+        keys |= {f"mean/F-measure{window_suffix(w)}" for w in self.extra_windows}
+        return Expectations(keys=frozenset(keys), metric=self.monitor)
+
+    def write_outputs(self, ctx: OutputContext, estimate: Any) -> list[Any]:
+        """``<name>.mid``: the onsets as General-MIDI percussion (classes without a key are
+        left out, with a warning), and a JAMS ``onset`` annotation valued by class."""
+        from mir import outputs
+
+        path = ctx.out_dir / f"{self.name}.mid"
+        _, unmapped = outputs.write_drums_midi(path, self.classes, estimate)
+        if unmapped:
+            log.warning(
+                "%s: no General-MIDI key for %s; left out of the MIDI file", self.name, unmapped
+            )
+        return [outputs.onsets_annotation(self.name, self.classes, estimate, ctx.duration)]
+
+    def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
+        """Each class's onset activation against the reference onsets."""
+        from mir.callbacks import activations_figure
+
+        refs = self._events(track) if self.has_labels(track) else None
+        return activations_figure(self.name, self.grid, output, n_frames, list(self.classes), refs)
+
+    def output_shape(self) -> str:
+        return "(B, K, T) onset logits per class"
+
+    def export_labels(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "thresholds": self.thresholds}
 
 
 def _onset_scores(ref: np.ndarray, est: np.ndarray, window: float) -> dict[str, float]:

@@ -25,12 +25,21 @@ from typing import Any
 import mir_eval
 import numpy as np
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mir.data.track import Track
+from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import SalienceHead
-from mir.tasks.base import Task, Window, frame_values, masked_mean
+from mir.models.model import Head
+from mir.tasks.base import (
+    Expectations,
+    OutputContext,
+    Task,
+    frame_values,
+    masked_mean,
+    nearest_index,
+)
 
 THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
 
@@ -114,12 +123,12 @@ class SalienceTask(Task):
                 best, best_score = th, score
         self._threshold_buffer().fill_(best)
 
-    def build_head(self, trunk_channels: int) -> nn.Module:
+    def build_head(self, trunk_channels: int) -> Head:
         self.head = SalienceHead(
             trunk_channels,
             hidden=self.head_channels,
             wide_channels=self.wide_channels,
-            freq_kernel=max(3, round(self.head_octaves * self.fe.bins_per_octave)),
+            freq_kernel=max(3, round(self.head_octaves * self.grid.bins_per_octave)),
             time_kernel=self.time_kernel,
             threshold=self.initial_threshold,
             **self.head_options,  # type: ignore[arg-type]
@@ -132,19 +141,19 @@ class SalienceTask(Task):
         raise NotImplementedError
 
     def targets(self, track: Track, window: Window) -> np.ndarray:
-        fe = self.fe
-        times = fe.frame_times(window.start_frame + window.n_frames)[window.start_frame :]
-        target = np.zeros((fe.n_bins, window.n_frames), dtype=np.float32)
+        grid = self.grid
+        times = grid.frame_times(window.start_frame + window.n_frames)[window.start_frame :]
+        target = np.zeros((grid.n_bins, window.n_frames), dtype=np.float32)
         if not self.has_labels(track):
             return target
-        bins = np.arange(fe.n_bins, dtype=np.float64)[:, None]
-        sigma = max(self.sigma_cents * fe.bins_per_octave / 1200.0, 0.5)
+        bins = np.arange(grid.n_bins, dtype=np.float64)[:, None]
+        sigma = max(self.sigma_cents * grid.bins_per_octave / 1200.0, 0.5)
         for f0 in self._voices(track, times):
             voiced = f0 > 0
             if not voiced.any():
                 continue
             pos = np.full(len(f0), -1e9)
-            pos[voiced] = fe.bins_per_octave * np.log2(f0[voiced] / fe.fmin)
+            pos[voiced] = grid.bin_of(f0[voiced])
             g = np.exp(-0.5 * ((bins - pos[None, :]) / sigma) ** 2).astype(np.float32)
             np.maximum(target, g, out=target)
         return target
@@ -157,6 +166,21 @@ class SalienceTask(Task):
     def salience(self, output: np.ndarray) -> np.ndarray:
         """(F, T) logits -> (F, T) salience in [0, 1]."""
         return 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
+
+    # -- outputs ------------------------------------------------------------------------
+    def output_shape(self) -> str:
+        return "(B, F, T) salience logits on the f0 grid"
+
+    def export_labels(self) -> dict[str, Any]:
+        return {"threshold": self.threshold}
+
+    def _salience_image(self, ax: Any, output: np.ndarray, n_frames: int) -> None:
+        """The salience of the first `n_frames` frames on `ax`, bins upwards."""
+        from mir.callbacks import time_extent
+
+        sal = self.salience(output[:, :n_frames])
+        extent = time_extent(self.grid, n_frames, len(sal))
+        ax.imshow(sal, origin="lower", aspect="auto", vmin=0, vmax=1, extent=extent)
 
 
 class MultiF0Task(SalienceTask):
@@ -172,12 +196,9 @@ class MultiF0Task(SalienceTask):
 
     def _voices(self, track: Track, frame_times: np.ndarray) -> list[np.ndarray]:
         times, freqs = track.get("multif0")
-        idx = np.clip(np.searchsorted(times, frame_times), 0, len(times) - 1)
-        if len(times) > 1:
-            left = np.maximum(idx - 1, 0)
-            idx = np.where(
-                np.abs(frame_times - times[left]) <= np.abs(times[idx] - frame_times), left, idx
-            )
+        if len(times) == 0:
+            return []
+        idx = nearest_index(times, frame_times)
         step = np.median(np.diff(times)) if len(times) > 1 else np.inf
         n_voices = max((len(f) for f in freqs), default=0)
         voices = np.zeros((n_voices, len(frame_times)))
@@ -192,13 +213,13 @@ class MultiF0Task(SalienceTask):
         # Peaks and the threshold are compared on the logits: the sigmoid is monotonic, so
         # the result is the same without computing it over the whole (F, T) map.
         logits = np.asarray(output, dtype=np.float32)  # (F, T)
-        times = self.fe.frame_times(logits.shape[1])
+        times = self.grid.frame_times(logits.shape[1])
         peaks = np.zeros_like(logits, dtype=bool)
         peaks[1:-1] = (logits[1:-1] >= logits[:-2]) & (logits[1:-1] > logits[2:])
         peaks &= logits >= logit(self.threshold)
         t_idx, f_idx = np.nonzero(peaks.T)  # frame-major, bins ascending within a frame
         counts = np.bincount(t_idx, minlength=logits.shape[1])
-        freqs = self.fe.freqs[f_idx].astype(np.float64)
+        freqs = self.grid.freqs[f_idx].astype(np.float64)
         return times, np.split(freqs, np.cumsum(counts)[:-1])
 
     def evaluate_track(self, track: Track, estimate: tuple) -> dict[str, float]:
@@ -210,8 +231,60 @@ class MultiF0Task(SalienceTask):
         return {k: float(v) for k, v in scores.items()}
 
     def baseline(self, track: Track) -> tuple[np.ndarray, list[np.ndarray]]:
-        times = self.fe.frame_times(self.fe.n_frames(len(track.audio)))
+        times = self.grid.frame_times(self.grid.n_frames(len(track.audio)))
         return times, [np.zeros(0) for _ in times]
+
+    report_columns = ("Accuracy",)
+
+    def expectations(self) -> Expectations:
+        keys = frozenset({"Accuracy", "Precision", "Recall"})
+        return Expectations(keys=keys, metric=self.monitor)
+
+    def write_outputs(self, ctx: OutputContext, estimate: Any) -> list[Any]:
+        """``<name>.csv`` (``time<TAB>f1<TAB>f2...``), ``<name>.mid`` (notes) and their
+        JAMS ``pitch_contour`` and ``note_hz`` annotations, written without per-frame
+        objects."""
+        from mir import outputs
+
+        times, freqs = estimate
+        notes = outputs.multif0_to_notes(times, freqs, min_duration=ctx.min_note)
+        outputs.write_multif0(ctx.out_dir / f"{self.name}.csv", times, freqs)
+        outputs.write_notes_midi(ctx.out_dir / f"{self.name}.mid", notes, name=self.name)
+        return [
+            outputs.LazyAnnotation(
+                "pitch_contour", self.name, ctx.duration, lambda: outputs.multif0_rows(times, freqs)
+            ),
+            outputs.LazyAnnotation(
+                "note_hz", self.name, ctx.duration, lambda: outputs.notes_rows(notes)
+            ),
+        ]
+
+    def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
+        """Salience, and the decoded piano roll against the reference."""
+        from mir.callbacks import axes_figure, freq_to_bin
+
+        grid = self.grid
+        fig, (ax, roll) = axes_figure(2)
+        self._salience_image(ax, output, n_frames)
+        ax.set(title=f"{self.name}: salience", ylabel="bin")
+        times, freqs = self.decode(output[:, :n_frames], track)
+        est = [(t, b) for t, fs in zip(times, freqs, strict=True) for b in freq_to_bin(grid, fs)]
+        if self.has_labels(track):
+            rt, rf = track.get("multif0")
+            end = n_frames / grid.frames_per_second
+            ref = [
+                (t, b)
+                for t, fs in zip(rt, rf, strict=True)
+                if t <= end
+                for b in freq_to_bin(grid, fs)
+            ]
+            if ref:
+                roll.plot(*np.array(ref).T, "s", color="0.7", ms=3, label="reference")
+        if est:
+            roll.plot(*np.array(est).T, "r.", ms=2, label="estimate")
+        roll.set(title="piano roll", xlabel="time (s)", ylabel="bin", ylim=(0, grid.n_bins))
+        roll.legend(loc="upper right")
+        return fig
 
 
 class SingleF0Task(SalienceTask):
@@ -236,9 +309,9 @@ class SingleF0Task(SalienceTask):
 
     def decode(self, output: np.ndarray, track: Track) -> tuple[np.ndarray, np.ndarray]:
         logits = np.asarray(output, dtype=np.float32)  # (F, T); the sigmoid is monotonic
-        times = self.fe.frame_times(logits.shape[1])
+        times = self.grid.frame_times(logits.shape[1])
         peak = logits.argmax(axis=0)  # (T,)
-        f0 = self.fe.freqs[peak].astype(np.float64)
+        f0 = self.grid.freqs[peak].astype(np.float64)
         f0[logits[peak, np.arange(logits.shape[1])] < logit(self.threshold)] = 0.0
         return times, f0
 
@@ -251,8 +324,57 @@ class SingleF0Task(SalienceTask):
         return {k: float(v) for k, v in scores.items()}
 
     def baseline(self, track: Track) -> tuple[np.ndarray, np.ndarray]:
-        times = self.fe.frame_times(self.fe.n_frames(len(track.audio)))
+        times = self.grid.frame_times(self.grid.n_frames(len(track.audio)))
         return times, np.zeros(len(times))
+
+    report_columns = ("Overall Accuracy", "Raw Pitch Accuracy")
+
+    def expectations(self) -> Expectations:
+        keys = {"Overall Accuracy", "Raw Pitch Accuracy", "Raw Chroma Accuracy"}
+        keys |= {"Voicing Recall", "Voicing False Alarm"}
+        return Expectations(keys=frozenset(keys), metric=self.monitor)
+
+    def export_labels(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "voice": self.voice}
+
+    def write_outputs(self, ctx: OutputContext, estimate: Any) -> list[Any]:
+        """``<name>.csv`` (``time,f0`` rows, 0 Hz = unvoiced), ``<name>.mid`` (notes) and
+        their JAMS ``pitch_contour`` and ``note_hz`` annotations, written without
+        per-frame objects."""
+        from mir import outputs
+
+        times, f0 = estimate
+        notes = outputs.f0_to_notes(times, f0, min_duration=ctx.min_note)
+        outputs.write_f0(ctx.out_dir / f"{self.name}.csv", times, f0)
+        outputs.write_notes_midi(ctx.out_dir / f"{self.name}.mid", notes, name=self.name)
+        return [
+            outputs.LazyAnnotation(
+                "pitch_contour", self.name, ctx.duration, lambda: outputs.f0_rows(times, f0)
+            ),
+            outputs.LazyAnnotation(
+                "note_hz", self.name, ctx.duration, lambda: outputs.notes_rows(notes)
+            ),
+        ]
+
+    def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
+        """Salience (F, T) with the reference f0 drawn over it."""
+        from mir.callbacks import axes_figure, freq_to_bin
+
+        fig, (ax,) = axes_figure()
+        self._salience_image(ax, output, n_frames)
+        if self.has_labels(track):
+            t, f = track.get(self.voice)
+            keep = np.asarray(t) <= n_frames / self.grid.frames_per_second
+            ax.plot(
+                np.asarray(t)[keep],
+                freq_to_bin(self.grid, np.asarray(f)[keep]),
+                "r.",
+                ms=2,
+                label="reference",
+            )
+            ax.legend(loc="upper right")
+        ax.set(title=f"{self.name}: salience vs reference f0", xlabel="time (s)", ylabel="bin")
+        return fig
 
 
 __all__ = ["MultiF0Task", "SingleF0Task"]

@@ -38,15 +38,17 @@ from typing import Any
 import mir_eval
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mir.bsseval import museval_scores, si_sdr
 from mir.data.track import Track
 from mir.errors import ConfigError
+from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import MaskUNet
+from mir.models.model import Head
 from mir.models.unet import JanssonUNet, masked_istft_blocks
-from mir.tasks.base import Task, Window, masked_mean
+from mir.tasks.base import Expectations, OutputContext, Task, masked_mean
 
 
 class SeparationTask(Task):
@@ -87,7 +89,7 @@ class SeparationTask(Task):
         self.unet: JanssonUNet | None = None  # the built Jansson head, read by loss/decode
         self.museval = bool(museval)
 
-    def build_head(self, trunk_channels: int) -> nn.Module:
+    def build_head(self, trunk_channels: int) -> Head:
         if self.unet_factory is None:
             return MaskUNet(len(self.sources), self.channels, self.dropout_levels)
         self.unet = self.unet_factory(
@@ -101,7 +103,7 @@ class SeparationTask(Task):
         if self.unet is None:
             return 0.0
         # one front-end hop more than a patch, so the excerpt's 8192-Hz STFT has the frames
-        return self.unet.min_seconds + 2 * self.fe.hop / self.fe.sr
+        return self.unet.min_seconds + 2 * self.grid.hop / self.grid.sr
 
     def stems_needed(self) -> tuple[str, ...]:
         return self.sources
@@ -218,6 +220,60 @@ class SeparationTask(Task):
 
     def baseline(self, track: Track) -> np.ndarray:
         return np.repeat(np.asarray(track.audio, np.float32)[None], len(self.sources), 0)
+
+    # -- outputs ------------------------------------------------------------------------
+    decode_reads_audio = True
+
+    def expectations(self) -> Expectations:
+        keys = {f"{self.sources[0]}/{m}" for m in ("SDR", "SIR", "SAR", "NSDR", "SI-SDR")}
+        keys |= {f"{self.sources[0]}/SI-SDRi"} | {f"{s}/SDR" for s in self.sources}
+        return Expectations(keys=frozenset(keys), metric=self.monitor)
+
+    def write_outputs(self, ctx: OutputContext, estimate: Any) -> list[Any]:
+        """``<source>.wav`` per source at the input's rate, length and channels: each
+        channel of the input (``ctx.channels``) masked with the raw output and inverted
+        with its own phase (`mir.predict.separate_channels`). No JAMS annotation."""
+        from mir.audio import fit_length, resample
+        from mir.outputs import write_stems
+        from mir.predict import separate_channels
+
+        stems = separate_channels(self, ctx.raw[self.name], ctx.channels)  # (S, C, N')
+        sr_model = self.grid.sr
+        if ctx.sr_in != sr_model:
+            stems = np.stack([resample(s, sr_model, ctx.sr_in) for s in stems])
+        stems = fit_length(stems, ctx.n_in)
+        if stems.shape[1] == 1:
+            stems = stems[:, 0]  # (S, N): a mono input gives mono stems
+        write_stems(ctx.out_dir, self.sources, stems, ctx.sr_in)
+        return []
+
+    def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
+        """Each source's soft mask (S, F', T) over the STFT bins."""
+        from mir.callbacks import axes_figure, time_extent
+
+        fig, axes = axes_figure(len(self.sources))
+        for ax, src, mask in zip(axes, self.sources, output[..., :n_frames], strict=True):
+            ax.imshow(
+                mask,
+                origin="lower",
+                aspect="auto",
+                vmin=0,
+                vmax=1,
+                extent=time_extent(self.grid, n_frames, mask.shape[0]),
+            )
+            ax.set(title=f"{self.name}: {src} mask", ylabel="STFT bin")
+        axes[-1].set_xlabel("time (s)")
+        return fig
+
+    def media_audio(self, track: Track, output: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        stems = self.decode(np.asarray(output, np.float32), track)  # (S, N)
+        return [(f"estimated {src}", stems[i]) for i, src in enumerate(self.sources)]
+
+    def output_shape(self) -> str:
+        return "(B, S, n_fft // 2 + 1, T) masks in [0, 1] over the STFT"
+
+    def export_labels(self) -> dict[str, Any]:
+        return {"sources": list(self.sources)}
 
 
 def requires_separation_task(**kwargs: Any) -> None:

@@ -25,14 +25,16 @@ from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mir.data.track import Track
 from mir.errors import ConfigError
+from mir.grid import Window
 from mir.models.features import Features
 from mir.models.heads import TagCNN
+from mir.models.model import Head
 from mir.models.tagging import ShortChunkResNet
-from mir.tasks.base import Task, Window, masked_mean
+from mir.tasks.base import Expectations, OutputContext, Task, masked_mean
 
 ARCHS = ("fcn", "shortchunk_res")
 """Tagging heads: Choi et al.'s FCN, Won et al.'s short-chunk ResNet."""
@@ -78,7 +80,7 @@ class TaggingTask(Task):
         self.index = {t: i for i, t in enumerate(self.tags)}
         self.channels = tuple(int(c) for c in channels)
 
-    def build_head(self, trunk_channels: int) -> nn.Module:
+    def build_head(self, trunk_channels: int) -> Head:
         if self.arch == "shortchunk_res":
             return ShortChunkResNet(
                 trunk_channels, len(self.tags), self.channels, self.freq_pool, self.dropout
@@ -111,15 +113,17 @@ class TaggingTask(Task):
         y = self.multi_hot(track)
         return {"P@1": float(y[int(np.argmax(estimate))])}
 
-    def evaluate(
-        self, tracks: list[Track], estimates: list[Any]
-    ) -> tuple[list[dict[str, float]], dict[str, float]]:
+    set_level_summary = True
+
+    def summarise(
+        self, tracks: list[Track], estimates: list[Any], per_track: list[dict[str, float]]
+    ) -> dict[str, float]:
+        """P@1's mean, and the set-level macro ROC-AUC and PR-AUC and per-tag ROC-AUC."""
         from sklearn.metrics import average_precision_score, roc_auc_score
 
         pairs = [(t, e) for t, e in zip(tracks, estimates, strict=True) if self.has_labels(t)]
         if not pairs:
-            return [], {}
-        per_track = [self.evaluate_track(t, e) for t, e in pairs]
+            return {}
         y = np.stack([self.multi_hot(t) for t, _ in pairs])  # (n_tracks, K)
         s = np.stack([np.asarray(e, dtype=np.float64) for _, e in pairs])
         valid = [k for k in range(len(self.tags)) if 0 < y[:, k].sum() < len(y)]
@@ -134,8 +138,42 @@ class TaggingTask(Task):
         else:
             summary["ROC-AUC"] = float("nan")
             summary["PR-AUC"] = float("nan")
-        return per_track, summary
+        return summary
 
     def baseline(self, track: Track) -> np.ndarray:
         """Prior-only scores: the same for every track (AUC 0.5 by construction)."""
         return np.full(len(self.tags), 0.5)
+
+    # -- outputs ------------------------------------------------------------------------
+    def expectations(self) -> Expectations:
+        # ROC-AUC is set-level: on the few test tracks it is too noisy to judge
+        keys = frozenset({"ROC-AUC", "PR-AUC", "P@1"})
+        return Expectations(keys=keys, metric="ROC-AUC", held_out=True)
+
+    def write_outputs(self, ctx: OutputContext, estimate: Any) -> list[Any]:
+        """``<name>.json`` (the top ``ctx.top_k`` tags and every score) and a JAMS
+        ``tag_open`` annotation over the whole track."""
+        from mir import outputs
+
+        outputs.write_tags(ctx.out_dir / f"{self.name}.json", self.tags, estimate, top_k=ctx.top_k)
+        return [outputs.tags_annotation(self.name, self.tags, estimate, ctx.duration)]
+
+    def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
+        """Tag scores (track level), the track's true tags in red."""
+        from mir.callbacks import axes_figure
+
+        scores = np.asarray(self.decode(output, track), dtype=np.float64)
+        top = np.argsort(-scores)[:20]
+        fig, (ax,) = axes_figure(height=0.25 * len(top) + 1.0)
+        true = set(track.get("tags", ()))
+        colors = ["r" if self.tags[i] in true else "C0" for i in top]
+        ax.barh(np.arange(len(top))[::-1], scores[top], color=colors)
+        ax.set_yticks(np.arange(len(top))[::-1], [self.tags[i] for i in top])
+        ax.set(xlim=(0, 1), title=f"{self.name}: top scores (red: true tags)")
+        return fig
+
+    def output_shape(self) -> str:
+        return "(B, K) tag logits"
+
+    def export_labels(self) -> dict[str, Any]:
+        return {"tags": list(self.tags)}
