@@ -55,9 +55,9 @@ class Dataset(ABC):
         return None
 
     def annotations(self, track_id: str) -> Track:
-        """The track's annotations and metadata without reading its audio (``audio``
-        empty, ``stems`` None). Datasets that implement `signals` implement this too;
-        the default reads the track through `load` and drops its audio."""
+        """The track's annotations and metadata without reading its audio (as
+        `Track.without_audio` gives: ``audio`` empty, no ``stems``). Datasets that implement
+        `signals` implement this too; the default reads the track through `load`."""
         return self.load(track_id).without_audio()
 
     def __repr__(self) -> str:
