@@ -529,7 +529,8 @@ def test_unet_separation_is_streamed_and_equals_the_whole_track(compose, tmp_pat
 
     import mir.predict
     from mir.audio import resample
-    from mir.predict import SeparationStream, _fit_length, predict_file, separate_channels
+    from mir.audio import fit_length as _fit_length
+    from mir.predict import SeparationStream, predict_file, separate_channels
     from mir.train import instantiate
 
     cfg = compose(
