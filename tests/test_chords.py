@@ -161,6 +161,26 @@ def test_mir_eval_keys_and_baseline():
     assert task.monitor == "majmin"
 
 
+def test_written_lab_and_jams_round_trip(tmp_path):
+    import mir_eval
+
+    from mir.tasks.base import OutputContext
+
+    task, fe = _task()
+    track = _triads()
+    n = fe.n_frames(len(track.audio))
+    y = task.targets(track, Window(0, n, 0, len(track.audio)))
+    est = task.decode(_one_hot_logits(y, np.zeros(0, int), None), track)
+    ctx = OutputContext(tmp_path, track.duration, SR, None, len(track.audio), {}, 5, 0.05)
+    (ann,) = task.write_outputs(ctx, est)
+    intervals, labels = mir_eval.io.load_labeled_intervals(str(tmp_path / "chords.lab"))
+    assert labels == est.labels == ["C:maj", "A:min"]
+    np.testing.assert_allclose(intervals, est.intervals, atol=1e-6)
+    assert ann.namespace == "chord"
+    assert [o.value for o in ann.data] == labels
+    ann.validate()  # the JAMS chord schema accepts the labels
+
+
 def test_embedded_chords_match_music21_chordify():
     """The labels rendered for an embedded piece agree with music21's own chordify of the
     transposed score, slice by slice (root and triad quality), over the rendered span."""

@@ -528,8 +528,7 @@ def test_unet_separation_is_streamed_and_equals_the_whole_track(compose, tmp_pat
     import torch
 
     import mir.predict
-    from mir.audio import resample
-    from mir.audio import fit_length as _fit_length
+    from mir.audio import fit_length, resample
     from mir.predict import SeparationStream, predict_file, separate_channels
     from mir.train import instantiate
 
@@ -548,10 +547,10 @@ def test_unet_separation_is_streamed_and_equals_the_whole_track(compose, tmp_pat
     path = tmp_path / "st.wav"
     sf.write(path, x, 44100, subtype="FLOAT")
     mono = load_audio(path, sr=fe.sr)
-    chans = _fit_length(resample(load_audio(path, sr=44100, mono=False), 44100, fe.sr), len(mono))
+    chans = fit_length(resample(load_audio(path, sr=44100, mono=False), 44100, fe.sr), len(mono))
     raw = module.infer(Track(name="st", audio=mono, sr=fe.sr))["separation"]  # same chunks
     want = separate_channels(task, raw, chans)
-    want = _fit_length(np.stack([resample(s, fe.sr, 44100) for s in want]), n_in)
+    want = fit_length(np.stack([resample(s, fe.sr, 44100) for s in want]), n_in)
 
     held_frames = []
     feed = SeparationStream.feed

@@ -99,7 +99,7 @@ def _decode(x: Any, arrays: Mapping[str, np.ndarray]) -> Any:
 
 def encode_track(track: Track, index: int) -> dict[str, Any]:
     """A WebDataset sample of one track (see the module docstring)."""
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}  # name -> array (np.savez keywords)
     ann = {
         "version": SHARD_VERSION,
         "name": track.name,
