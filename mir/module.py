@@ -152,7 +152,7 @@ class MirModule(pl.LightningModule):
             raw: tasks whose whole raw output (no batch axis) is returned.
             decode: tasks whose decoded estimate is returned (default: all; none of those
                 given in `streams`).
-            streams: task -> a `mir.predict.Stream` the caller made (writing files as it
+            streams: task -> a `mir.streams.Stream` the caller made (writing files as it
                 goes); fed every chunk, finished by the caller.
 
         Returns:
@@ -160,14 +160,13 @@ class MirModule(pl.LightningModule):
             `decode`), the estimates equal to ``task.decode(raw output, track)``.
         """
         from mir.inference import ArrayAudio, chunk_outputs
-        from mir.predict import estimate_of, make_stream
 
         fe = self.model.frontend
         is_track = isinstance(track, Track)
         audio = ArrayAudio(track.audio, fe.sr) if is_track else track
         given = dict(streams or {})
         wanted = [n for n in self.tasks if n not in given] if decode is None else list(decode)
-        own = {n: make_stream(n, self.tasks[n], audio, None) for n in wanted if n not in given}
+        own = {n: self.tasks[n].stream(audio, None) for n in wanted if n not in given}
         feed = {**given, **own}
         raws: dict[str, list[np.ndarray]] = {n: [] for n in raw}
         weights: list[int] = []
@@ -193,7 +192,7 @@ class MirModule(pl.LightningModule):
                 w = np.asarray(weights, dtype=np.float64)
                 whole[name] = np.tensordot(w / w.sum(), np.stack(parts), axes=1)
         stub = track if is_track else Track(name="", audio=np.zeros(0, np.float32), sr=fe.sr)
-        estimates = {n: estimate_of(own[n], stub) for n in wanted}
+        estimates = {n: own[n].estimate(stub) for n in wanted}
         return whole, estimates
 
     def infer(self, track: Track) -> dict[str, np.ndarray]:

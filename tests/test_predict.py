@@ -529,7 +529,8 @@ def test_unet_separation_is_streamed_and_equals_the_whole_track(compose, tmp_pat
 
     import mir.predict
     from mir.audio import fit_length, resample
-    from mir.predict import SeparationStream, predict_file, separate_channels
+    from mir.predict import predict_file, separate_channels
+    from mir.streams import SeparationStream
     from mir.train import instantiate
 
     cfg = compose(

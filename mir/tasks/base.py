@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from mir.frontend import HarmonicCQT
 from mir.grid import Grid, Window
 from mir.models.features import Features
 from mir.models.model import Head
+
+if TYPE_CHECKING:
+    from mir.streams import Stream
 
 __all__ = [
     "Expectations",
@@ -124,6 +127,22 @@ class Task(ABC):
     @abstractmethod
     def decode(self, output: np.ndarray, track: Track) -> Any:
         """Turn one full-track output (no batch axis) into this task's estimate."""
+
+    def stream(self, audio: Any, out_dir: Path | None) -> Stream:
+        """How this task handles a track's output chunk by chunk (`mir.streams`).
+
+        The default keeps the raw output and decodes it at the end. Override to decode or
+        write as the chunks arrive, so that memory does not grow with the track.
+
+        Args:
+            audio: the track's audio source (`mir.inference.ArrayAudio`, or
+                ``mir.predict``'s file stream); read by tasks whose outputs are audio.
+            out_dir: where ``mir.predict`` writes this file's outputs, or None when the
+                caller wants the estimate (`Stream.estimate`).
+        """
+        from mir.streams import RawStream
+
+        return RawStream(self.name, self, audio)
 
     @abstractmethod
     def evaluate_track(self, track: Track, estimate: Any) -> dict[str, float]:

@@ -20,7 +20,8 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import mir_eval
 import numpy as np
@@ -43,6 +44,9 @@ from mir.tasks.base import (
 )
 
 THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
+
+if TYPE_CHECKING:
+    from mir.streams import Stream
 
 
 def _on_grid(threshold: float, grid: Any) -> float | None:
@@ -233,6 +237,12 @@ class MultiF0Task(SalienceTask):
             voices[: len(f), j] = f
         return list(voices)
 
+    def stream(self, audio: Any, out_dir: Path | None) -> Stream:
+        """Each chunk decoded at once (peaks per frame); the f0s kept as bin indices."""
+        from mir.streams import MultiF0Stream
+
+        return MultiF0Stream(self.name, self)
+
     def decode(self, output: np.ndarray, track: Track) -> tuple[np.ndarray, list[np.ndarray]]:
         # Peaks and the threshold are compared on the logits: the sigmoid is monotonic, so
         # the result is the same without computing it over the whole (F, T) map.
@@ -330,6 +340,12 @@ class SingleF0Task(SalienceTask):
     def _voices(self, track: Track, frame_times: np.ndarray) -> list[np.ndarray]:
         times, freqs = track.get(self.voice)
         return [frame_values(np.asarray(times), np.asarray(freqs), frame_times)]
+
+    def stream(self, audio: Any, out_dir: Path | None) -> Stream:
+        """Each chunk decoded at once (argmax per frame); 8 bytes a frame kept."""
+        from mir.streams import SingleF0Stream
+
+        return SingleF0Stream(self.name, self)
 
     def decode(self, output: np.ndarray, track: Track) -> tuple[np.ndarray, np.ndarray]:
         logits = np.asarray(output, dtype=np.float32)  # (F, T); the sigmoid is monotonic

@@ -33,7 +33,8 @@ Conventions:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import mir_eval
 import numpy as np
@@ -49,6 +50,9 @@ from mir.models.heads import MaskUNet
 from mir.models.model import Head
 from mir.models.unet import JanssonUNet, masked_istft_blocks
 from mir.tasks.base import Expectations, OutputContext, Task, masked_mean
+
+if TYPE_CHECKING:
+    from mir.streams import Stream
 
 
 class SeparationTask(Task):
@@ -169,6 +173,15 @@ class SeparationTask(Task):
         with torch.no_grad():
             held = torch.from_numpy(np.asarray(output, dtype=np.float32))
             return self.unet.stft_masks(held, n_samples).numpy()
+
+    def stream(self, audio: Any, out_dir: Path | None) -> Stream:
+        """Mask separation (and the U-Net's ``fullband`` masks) inverted and written block
+        by block; the ``paper`` reconstruction keeps the whole raw output."""
+        if self.unet is not None and self.unet.reconstruct != "fullband":
+            return super().stream(audio, out_dir)
+        from mir.streams import SeparationStream
+
+        return SeparationStream(self.name, self, audio, out_dir)
 
     def decode(self, output: np.ndarray, track: Track) -> np.ndarray:
         """Raw full-track output -> (S, N) waveforms at the track's length."""
