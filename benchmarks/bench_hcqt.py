@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.inference_mode(), busy_processes(args.load, args.load_seconds):
         results["machine"]["loadavg_loaded"] = os.getloadavg()
         times: dict[tuple[str, str], list[float]] = {(s, m): [] for s, m, _, _ in methods}
+        # the thread count the default policy used in each timed call of a threads="auto" module
+        auto = {"ours_fft": fe, "ours_fft_magnitude": fe_lin}
+        chosen: dict[tuple[str, str], list[int]] = {k: [] for k in times if k[1] in auto}
         for _, _, fn, _ in methods:
             fn()  # warm-up (builds kernels, caches)
         for _ in range(args.repeats):
@@ -219,6 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
                 t0 = time.perf_counter()
                 fn()
                 times[section, name].append(time.perf_counter() - t0)
+                if name in auto:
+                    chosen[section, name].append(auto[name]._policy[2])
         for section, name, _, seconds in methods:
             med = statistics.median(times[section, name])
             results[section][name] = {
@@ -226,9 +231,12 @@ def main(argv: list[str] | None = None) -> dict:
                 "times_s": times[section, name],
                 "x_real_time": seconds / med,
             }
+            if (section, name) in chosen:
+                results[section][name]["threads_chosen"] = chosen[section, name]
             print(f"{section:6s} {name:22s} {med * 1e3:9.1f} ms  {seconds / med:8.1f}x real time")
-        # what the default policy chose during the run (re-read at most every 10 s)
-        results["config"]["auto_threads"] = fe._policy[2] if fe._policy else None
+        # what the default policy chose in the timed calls (it re-reads the load every 10 s)
+        counts = [c for (_, name), cs in chosen.items() if name == "ours_fft" for c in cs]
+        results["config"]["auto_threads"] = {str(c): counts.count(c) for c in sorted(set(counts))}
 
         ref = _librosa_hcqt(y, fe)
         ours = fe_lin(x)[0].numpy()
@@ -259,7 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"load processes {args.load}; loadavg before {load}, during "
         f"{results['machine']['loadavg_loaded']}, after {os.getloadavg()}; "
-        f"auto policy chose {results['config']['auto_threads']} thread(s)"
+        "auto policy (ours_fft) used {threads: timed calls} "
+        f"{results['config']['auto_threads']}"
     )
     results["machine"]["loadavg_after"] = os.getloadavg()
     for name, err in results["error_vs_librosa"].items():

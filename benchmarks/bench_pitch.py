@@ -18,8 +18,9 @@ audio file to decoded f0s:
   does); with `--variant`, also for multitask_f0 with those overrides, and with `--ckpt`
   for that checkpoint's model. `--profile` times each stage. `infer_track` runs the fast
   inference copy of the model (`mir.models.fused.inference_model`: batch norms folded,
-  salience heads fused, channels-last); the plain model is timed too (``slow``, the
-  "before"; skip with `--no-slow`) and the largest difference of their outputs is reported.
+  salience heads fused, their wide layers on folded bins, channels-last); the plain model
+  is timed too (``slow``, the "before"; skip with `--no-slow`) and the largest difference
+  of their outputs is reported.
 * basic-pitch: `basic_pitch.inference.predict` (audio loading, ONNX model, note creation)
   in its own venv through `benchmarks/basic_pitch_peer.py`, model loaded once; skipped
   with a message when the venv is missing (install: benchmarks/README.md).

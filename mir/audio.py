@@ -132,6 +132,14 @@ def load_audio(
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def fit_length(x: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad `x` along its last axis to `n` samples (resampling may differ by a
+    sample)."""
+    if x.shape[-1] >= n:
+        return x[..., :n]
+    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
+
+
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Band-limited resampling along the last axis (soxr, high quality)."""
     if sr_in == sr_out:

@@ -44,11 +44,8 @@ import logging
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from mir.errors import ConfigError
 
@@ -113,7 +110,7 @@ def check_data_name(name: str) -> None:
 
 def _light(track: Any) -> Any:
     """The track without its audio and stems (kept for set-level metrics)."""
-    return replace(track, audio=np.zeros(0, dtype=np.float32), stems=None)
+    return track.without_audio()
 
 
 def summarise(
@@ -178,8 +175,7 @@ def evaluate(
     for dname, tid in tqdm(chosen, desc=f"mir.evaluate {split}", unit="track", file=sys.stderr):
         track = datasets[dname].load(tid)
         track.name = f"{dname}/{track.name}"
-        if track.stems is not None:
-            track.stems = {k: v for k, v in track.stems.items() if k in keep} or None
+        track.set("stems", {k: v for k, v in track.get("stems", {}).items() if k in keep} or None)
         estimates = {"model": module.analyse(track)[1]}  # no whole raw outputs
         if baselines:
             estimates["baseline"] = {n: t.baseline(track) for n, t in tasks.items()}

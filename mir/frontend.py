@@ -36,9 +36,13 @@ a few ops per group of bins. Every parallel op waits for its slowest thread, so 
 oversubscribed machine a multi-threaded front end stalls on descheduled threads; with
 ``threads="auto"`` (the default) the front end runs with ``min(torch.get_num_threads(), free
 cores)`` intra-op threads, where the free cores are the usable cores (``os.sched_getaffinity``)
-minus the runnable tasks of other processes at that moment (``/proc/loadavg``, less this process's
-own running threads; the 1-minute load average where that file is absent). The count is chosen
-on the first call and re-read at most every `THREAD_POLICY_SECONDS`; see `choose_threads`.
+minus the cores other processes keep busy: the fewest runnable tasks of other processes over a few
+readings some milliseconds apart (``/proc/loadavg`` less this process's own runnable threads; the
+1-minute load average where that file is absent). A single reading is not enough: right after a
+multi-threaded op, torch's OpenMP workers spin for a few milliseconds and may stop between the
+system count and the count of our own threads, and short-lived tasks come and go; either made a
+quiet machine look half busy. The count is chosen on the first call and re-read at most every
+`THREAD_POLICY_SECONDS`; see `choose_threads` and `busy_from_samples`.
 """
 
 from __future__ import annotations
@@ -59,7 +63,14 @@ from torch import Tensor, nn
 from mir.errors import ConfigError
 from mir.grid import Grid
 
-__all__ = ["BlockLayout", "FrontEndConfigError", "HarmonicCQT", "choose_threads"]
+__all__ = [
+    "BlockLayout",
+    "FrontEndConfigError",
+    "HarmonicCQT",
+    "RunQueueSample",
+    "busy_from_samples",
+    "choose_threads",
+]
 
 # scipy.signal.windows bandwidth of the Hann window, as librosa.filters.window_bandwidth("hann").
 _HANN_BANDWIDTH = 1.50018310546875
@@ -76,6 +87,10 @@ _GROUP_SIZE = 20
 _MAX_BLOCK_FRAMES = 4096
 # Seconds between two readings of the machine's load by the ``threads="auto"`` policy.
 THREAD_POLICY_SECONDS = 10.0
+# Each reading of the load takes this many samples of the run queue, this many seconds apart
+# (a CPU-bound process is runnable in all of them; a transient task or a spinning worker is not).
+_LOAD_SAMPLES = 4
+_LOAD_SAMPLE_GAP = 0.002
 # Kernel spectra are cached per block length; at most this many lengths are kept.
 _KERNEL_CACHE_SIZE = 4
 # Floor for magnitudes before taking dB (librosa uses 1e-5; with ref=max and clipping at -top_db
@@ -854,21 +869,71 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+class RunQueueSample(NamedTuple):
+    """One look at the run queue (Linux ``/proc``).
+
+    running: runnable tasks of the whole system (``/proc/loadavg``, 4th field, before the slash),
+        this process's own included.
+    own_before, own_after: this process's runnable threads (state ``R`` in
+        ``/proc/self/task/*/stat``) read just before and just after ``running``.
+    """
+
+    running: int
+    own_before: int
+    own_after: int
+
+
+def busy_from_samples(samples: Sequence[RunQueueSample]) -> float:
+    """Cores other processes keep busy, from a few run-queue samples taken milliseconds apart.
+
+    In each sample our own share of ``running`` is the larger of the two counts around it (at
+    least 1, the reading thread): an OpenMP worker still spinning when the system count is read
+    may have gone to sleep by the time our threads are counted, and would otherwise be counted
+    as another process. Over the samples the fewest wins: a process that keeps a core busy is
+    runnable in every sample, a short-lived task in one.
+
+    Args:
+        samples: at least one `RunQueueSample`.
+
+    Returns:
+        Busy cores elsewhere, >= 0.
+    """
+    if not samples:
+        raise ValueError("busy_from_samples: no samples")
+    return float(min(max(0, s.running - max(s.own_before, s.own_after, 1)) for s in samples))
+
+
+def _own_running() -> int:
+    """This process's runnable threads (state R), from /proc/self/task."""
+    own = 0
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            stat = (task / "stat").read_text()
+            own += stat[stat.rindex(")") + 2] == "R"  # the state follows "(comm) "
+    return own
+
+
+def _run_queue_sample() -> RunQueueSample:
+    """One `RunQueueSample` (raises OSError where /proc is absent)."""
+    before = _own_running()
+    running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+    return RunQueueSample(running, before, _own_running())
+
+
 def _busy_elsewhere() -> float:
     """Cores other processes keep busy now.
 
-    On Linux: the runnable tasks of the whole system (``/proc/loadavg``, 4th field) less this
-    process's own runnable threads (``/proc/self/task/*/stat``). Elsewhere the 1-minute load
-    average, which lags and includes this process; 0 where neither exists.
+    On Linux: `busy_from_samples` of `_LOAD_SAMPLES` run-queue samples `_LOAD_SAMPLE_GAP` s
+    apart. Elsewhere the 1-minute load average, which lags and includes this process; 0 where
+    neither exists.
     """
     try:
-        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
-        own = 0
-        for task in Path("/proc/self/task").iterdir():
-            with contextlib.suppress(OSError):
-                stat = (task / "stat").read_text()
-                own += stat[stat.rindex(")") + 2] == "R"  # the state follows "(comm) "
-        return float(max(0, running - max(own, 1)))
+        samples = []
+        for i in range(_LOAD_SAMPLES):
+            if i:
+                time.sleep(_LOAD_SAMPLE_GAP)
+            samples.append(_run_queue_sample())
+        return busy_from_samples(samples)
     except (OSError, ValueError, IndexError):
         pass
     try:

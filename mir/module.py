@@ -311,4 +311,4 @@ def _without_audio(track: Track, n_samples: int | None = None) -> Track:
     kept for decoding, no memory) and no stems: what scoring a set of estimates reads."""
     n = len(track.audio) if n_samples is None else int(n_samples)
     silent = np.broadcast_to(np.zeros(1, np.float32), (n,))
-    return replace(track, audio=silent, stems=None)
+    return replace(track.without_audio(), audio=silent)

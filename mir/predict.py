@@ -348,12 +348,6 @@ def separate_channels(task: Any, output: np.ndarray, channels: np.ndarray) -> np
     return np.stack(per_channel, axis=1)
 
 
-def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
-    if x.shape[-1] >= n:
-        return x[..., :n]
-    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
-
-
 # -- one file, streamed ---------------------------------------------------------------------
 BLOCK_SECONDS = 10.0  # audio is read and resampled this much at a time
 
@@ -408,6 +402,7 @@ class AudioStream:
         return soxr.ResampleStream(self.sr_in, self.sr, channels, dtype="float32", quality="HQ")
 
     def _pull(self) -> None:
+        from mir.audio import fit_length
         from mir.errors import AudioError
 
         try:
@@ -434,8 +429,8 @@ class AudioStream:
             held = self.start + len(self.mono)
             if held != self.n:  # never seen; keep every later index valid
                 log.debug("%s: %d samples after resampling, expected %d", self.path, held, self.n)
-                self.mono = _fit_length(self.mono, self.n - self.start)
-                self.chans = _fit_length(self.chans, self.n - self.start)
+                self.mono = fit_length(self.mono, self.n - self.start)
+                self.chans = fit_length(self.chans, self.n - self.start)
 
     def get(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Samples [a, b) at the model's rate: (b - a,) mono and (C, b - a) channels."""

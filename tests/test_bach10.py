@@ -12,6 +12,7 @@ import scipy.io
 import soundfile as sf
 
 from mir.data.bach10 import FIRST_FRAME_S, HOP_S, PARTS, Bach10
+from mir.data.track import F0_KINDS
 from mir.errors import DatasetError
 from tests._pitch import harmonic_sum_f0
 
@@ -43,32 +44,32 @@ def test_loads_every_fixture_track(bach10: Bach10, bach10_root: Path) -> None:
         info = sf.info(str(bach10_root / track_id / f"{track_id}.wav"))
         assert abs(track.duration - info.duration) < 1e-3
         # instrumental: the vocals are silent and the accompaniment is the mix
-        assert sorted(track.stems) == sorted([*PARTS, "vocals", "accompaniment"])
-        assert not np.any(track.stems["vocals"])
-        np.testing.assert_array_equal(track.stems["accompaniment"], track.audio)
-        for stem in track.stems.values():
+        assert sorted(track.get("stems")) == sorted([*PARTS, "vocals", "accompaniment"])
+        assert not np.any(track.get("stems")["vocals"])
+        np.testing.assert_array_equal(track.get("stems")["accompaniment"], track.audio)
+        for stem in track.get("stems").values():
             assert stem.shape == track.audio.shape
-        assert set(track.f0) == {"melody", "bass"}
-        for times, freqs in track.f0.values():
+        assert {k for k in F0_KINDS if track.has(k)} == {"melody", "bass"}
+        for times, freqs in (track.get("melody"), track.get("bass")):
             assert np.all(np.diff(times) > 0)
             assert np.all(freqs >= 0)
             assert times[-1] <= track.duration
-        violin = track.f0["melody"][1]
-        bassoon = track.f0["bass"][1]
+        violin = track.get("melody")[1]
+        bassoon = track.get("bass")[1]
         assert violin[violin > 0].min() > 200
         assert violin.max() < 1100
         assert bassoon[bassoon > 0].min() > 50
         assert bassoon.max() < 400
-        times, frames = track.multif0
+        times, frames = track.get("multif0")
         assert len(frames) == len(times)
         assert max(len(f) for f in frames) == 4
         assert all(np.all(np.diff(f) >= 0) for f in frames)
         # Each frame holds exactly the voiced parts.
         parts = np.stack([track.meta["parts"][p][1] for p in PARTS])
         assert [len(f) for f in frames] == np.count_nonzero(parts, axis=0).tolist()
-        assert track.onsets is None
-        assert track.beats is None
-        assert track.tags is None
+        assert not track.has("onsets")
+        assert not track.has("beats")
+        assert not track.has("tags")
         assert track.meta["split"] == "test"
 
 
@@ -76,7 +77,7 @@ def test_golden_f0_matches_raw_mat(bach10: Bach10, bach10_root: Path) -> None:
     track_id = "01-AchGottundHerr"
     raw = scipy.io.loadmat(str(bach10_root / track_id / f"{track_id}-GTF0s.mat"))["GTF0s"]
     track = bach10.load(track_id)
-    times, violin = track.f0["melody"]
+    times, violin = track.get("melody")
     assert raw.shape == (4, len(times)) == (4, 2519)
     np.testing.assert_allclose(times[:3], [0.023, 0.033, 0.043])
     np.testing.assert_allclose(np.diff(times), HOP_S)
@@ -87,16 +88,18 @@ def test_golden_f0_matches_raw_mat(bach10: Bach10, bach10_root: Path) -> None:
     assert first == 20  # 0-based frame 20 = 1-based 21, the first GTNotes frame
     assert times[first] == pytest.approx(0.223)  # the .txt notes start at 220 ms
     assert violin[first] == pytest.approx(440 * 2 ** ((72.00969708 - 69) / 12))
-    np.testing.assert_allclose(track.f0["bass"][1][voiced], 440 * 2 ** ((raw[3][voiced] - 69) / 12))
+    np.testing.assert_allclose(
+        track.get("bass")[1][voiced], 440 * 2 ** ((raw[3][voiced] - 69) / 12)
+    )
 
 
 def test_violin_f0_agrees_with_the_violin_stem(bach10: Bach10) -> None:
     track = bach10.load("01-AchGottundHerr")
-    times, f0 = track.f0["melody"]
+    times, f0 = track.get("melody")
     voiced = f0 > 0
 
     def agreement(offset: float) -> float:
-        est = harmonic_sum_f0(track.stems["violin"], track.sr, times[voiced] + offset)
+        est = harmonic_sum_f0(track.get("stems")["violin"], track.sr, times[voiced] + offset)
         return float(np.mean(np.abs(1200 * np.log2(est / f0[voiced])) < 50))
 
     at_annotated = agreement(0.0)
@@ -151,10 +154,10 @@ def make_bach10(
 
 def test_synthetic_piece(tmp_path: Path) -> None:
     track = Bach10(make_bach10(tmp_path), sr=NATIVE_SR).load("01-Test")
-    np.testing.assert_allclose(track.f0["melody"][1][10:], 440 * 2 ** (3 / 12))
-    assert np.all(track.f0["melody"][1][:10] == 0)
-    assert track.f0["bass"][1][10] == pytest.approx(130.81, abs=0.01)
-    assert [len(f) for f in track.multif0[1][9:11]] == [0, 4]
+    np.testing.assert_allclose(track.get("melody")[1][10:], 440 * 2 ** (3 / 12))
+    assert np.all(track.get("melody")[1][:10] == 0)
+    assert track.get("bass")[1][10] == pytest.approx(130.81, abs=0.01)
+    assert [len(f) for f in track.get("multif0")[1][9:11]] == [0, 4]
     assert track.meta["piece"] == "Test"
 
 

@@ -39,8 +39,7 @@ def click_track(task: BeatsTask, duration: float, period: float, downbeats: bool
         name="clicks",
         audio=audio,
         sr=sr,
-        beats=beats,
-        downbeats=beats[::4].copy() if downbeats else None,
+        annotations={"beats": beats, "downbeats": beats[::4].copy() if downbeats else None},
     )
 
 
@@ -52,9 +51,11 @@ def full_window(task: BeatsTask, track: Track) -> Window:
 def ideal_logits(task: BeatsTask, track: Track, noise: float, seed: int = 0) -> np.ndarray:
     """(2, T) logits of activations that pulse at the annotations, plus uniform noise."""
     w = full_window(task, track)
-    assert track.beats is not None
-    assert track.downbeats is not None
-    pulses = onset_targets([track.beats, track.downbeats], task.fe.frames_per_second, w, 0.5)
+    assert track.has("beats")
+    assert track.has("downbeats")
+    pulses = onset_targets(
+        [track.get("beats"), track.get("downbeats")], task.fe.frames_per_second, w, 0.5
+    )
     rng = np.random.default_rng(seed)
     act = np.clip(0.85 * pulses + noise * rng.random(pulses.shape), 1e-4, 1 - 1e-4)
     return np.log(act / (1 - act))
@@ -68,7 +69,7 @@ def test_targets_on_click_grid(task):
     w = Window(start, n, start * task.fe.hop, (n - 1) * task.fe.hop)
     y = task.targets(track, w)
     assert y.shape == (2, n)
-    for row, times in ((0, track.beats), (1, track.downbeats)):
+    for row, times in ((0, track.get("beats")), (1, track.get("downbeats"))):
         idx = np.rint(np.asarray(times) * fps).astype(int) - start
         idx = idx[(idx >= 0) & (idx < n)]
         assert len(idx) > 0
@@ -83,7 +84,7 @@ def test_targets_unknown_downbeats_are_minus_one(task):
     track = click_track(task, 4.0, 0.5, downbeats=False)
     y = task.targets(track, full_window(task, track))
     assert np.all(y[1] == -1.0)
-    assert np.count_nonzero(y[0] == 1.0) == len(track.beats)
+    assert np.count_nonzero(y[0] == 1.0) == len(track.get("beats"))
 
 
 @pytest.mark.parametrize("decoder", ["dp", "peaks"])
@@ -92,7 +93,7 @@ def test_decoding_ideal_activation_recovers_beats(task, decoder):
     dec = BeatsTask(decoder=decoder)
     dec.bind(task.fe)
     est = dec.decode(ideal_logits(task, track, noise=0.1), track)
-    assert mir_eval.beat.evaluate(track.beats, est.beats)["F-measure"] == pytest.approx(1.0)
+    assert mir_eval.beat.evaluate(track.get("beats"), est.beats)["F-measure"] == pytest.approx(1.0)
     scores = dec.evaluate_track(track, est)
     assert scores["F-measure"] == pytest.approx(1.0)
     assert scores["downbeat/F-measure"] == pytest.approx(1.0)
@@ -137,7 +138,7 @@ def test_baseline_is_a_120_bpm_grid(task):
     assert base.beats[0] == 0.0
     # off by a quarter period from beats at 0.25 + k/2 s: outside mir_eval's 70 ms window
     assert task.evaluate_track(track, base)["F-measure"] == 0.0
-    on_grid = Track("grid", track.audio, track.sr, beats=np.arange(0, 12, 0.5), downbeats=None)
+    on_grid = Track("grid", track.audio, track.sr, {"beats": np.arange(0, 12, 0.5)})
     scores = task.evaluate_track(on_grid, task.baseline(on_grid))
     assert scores["F-measure"] == pytest.approx(1.0)
     assert np.isnan(scores["downbeat/F-measure"])

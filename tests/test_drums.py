@@ -32,7 +32,7 @@ def make_task(fe, **kwargs) -> DrumsTask:
 
 
 def onset_track(sr: int, onsets: dict[str, np.ndarray], duration: float = 6.0) -> Track:
-    return Track("t", np.zeros(int(duration * sr), np.float32), sr, onsets=onsets)
+    return Track("t", np.zeros(int(duration * sr), np.float32), sr, {"onsets": onsets})
 
 
 def test_scores_at_50_and_20_ms(fe):
@@ -134,7 +134,7 @@ def test_8class_on_mdb_subclass_fixtures(fe, fixtures_dir):
     task = make_task(fe, classes="8class")
     track = ds.load("MusicDelta_Reggae")
     assert all(task.known(track))
-    est = [track.onsets[c] for c in task.classes]
+    est = [track.get("onsets")[c] for c in task.classes]
     s = task.evaluate_track(track, est)
     assert all(s[f"{c}/F-measure"] == 1.0 for c in task.classes)
     assert s["mean/F-measure@20ms"] == 1.0

@@ -12,6 +12,7 @@ Tolerances (measured values in brackets, default 60 bins/octave unless said):
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -337,6 +338,83 @@ def test_busy_elsewhere_is_a_core_count() -> None:
     busy = frontend._busy_elsewhere()
     assert isinstance(busy, float)
     assert busy >= 0.0
+
+
+S = frontend.RunQueueSample
+
+
+@pytest.mark.parametrize(
+    ("samples", "expect"),
+    [
+        ([S(1, 1, 1)] * 4, 0.0),  # quiet: only the reading thread runs
+        # quiet, right after a 2-thread op: our OpenMP worker was spinning when the system count
+        # was read and asleep when our threads were counted after (a single count said 1 busy)
+        ([S(2, 2, 1), S(2, 2, 2), S(2, 1, 1), S(1, 1, 1)], 0.0),
+        # quiet with a short-lived task (a kernel worker, a shell) in some of the samples
+        ([S(3, 2, 2), S(2, 2, 2), S(3, 1, 1), S(2, 1, 1)], 0.0),
+        ([S(3, 1, 1), S(4, 2, 2), S(3, 1, 1), S(5, 1, 1)], 2.0),  # two CPU-bound processes
+        ([S(2, 1, 1)] * 4, 1.0),  # one
+        ([S(9, 1, 2), S(10, 2, 2)], 7.0),  # oversubscribed
+        ([S(1, 0, 0)], 0.0),  # the reading thread always counts as ours
+        ([S(0, 0, 0)], 0.0),  # never negative
+    ],
+)
+def test_busy_from_samples(samples: list, expect: float) -> None:
+    assert frontend.busy_from_samples(samples) == expect
+
+
+def test_busy_from_no_samples_raises() -> None:
+    with pytest.raises(ValueError, match="no samples"):
+        frontend.busy_from_samples([])
+
+
+@pytest.mark.skipif(not Path("/proc/loadavg").exists(), reason="needs Linux /proc")
+def test_run_queue_sample_counts_the_reading_thread() -> None:
+    s = frontend._run_queue_sample()
+    assert s.own_before >= 1  # this thread is running while it reads
+    assert s.own_after >= 1
+    assert s.running >= 1
+
+
+@pytest.mark.parametrize(
+    ("samples", "expect"),
+    [
+        ([S(2, 2, 1), S(2, 2, 2), S(3, 2, 2), S(1, 1, 1)], 2),  # quiet 2-core machine: both
+        ([S(3, 1, 1), S(4, 2, 2), S(3, 1, 2), S(4, 1, 1)], 1),  # two busy processes beside it
+        ([S(2, 1, 1), S(3, 2, 2), S(2, 1, 1), S(2, 1, 1)], 1),  # one
+    ],
+)
+def test_auto_policy_from_injected_run_queue(
+    monkeypatch: pytest.MonkeyPatch, samples: list, expect: int
+) -> None:
+    """The whole `threads="auto"` decision from run-queue readings, with no real load involved."""
+    reads = iter(samples)
+    monkeypatch.setattr(frontend, "_run_queue_sample", lambda: next(reads))
+    monkeypatch.setattr(frontend, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(frontend, "_LOAD_SAMPLES", len(samples))
+    monkeypatch.setattr(frontend, "_LOAD_SAMPLE_GAP", 0.0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fe = tiny()
+        with fe.thread_policy():
+            assert torch.get_num_threads() == expect
+        assert torch.get_num_threads() == 2
+        assert next(reads, None) is None  # every sample was read, once
+        # within THREAD_POLICY_SECONDS the choice is kept without reading again
+        with fe.thread_policy():
+            assert torch.get_num_threads() == expect
+        # after it, the load is read again: now a quiet machine
+        monkeypatch.setattr(frontend, "_LOAD_SAMPLES", 1)
+        reads = iter([S(1, 1, 1)])
+        assert fe._policy is not None
+        stamp, requested, chosen = fe._policy
+        fe._policy = (stamp - frontend.THREAD_POLICY_SECONDS - 1.0, requested, chosen)
+        with fe.thread_policy():
+            assert torch.get_num_threads() == 2
+        assert next(reads, None) is None
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("threads", [0, -1, "two", 1.5, True])

@@ -6,6 +6,8 @@ output range (measured about 1e-7).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -13,9 +15,17 @@ from torch import nn
 
 from mir.frontend import HarmonicCQT
 from mir.inference import infer_track
-from mir.models.fused import FusedSalienceHeads, InferenceModel, fold_batch_norms, inference_model
+from mir.models.fused import (
+    ChannelAffine,
+    FrequencyFolded,
+    FusedSalienceHeads,
+    InferenceModel,
+    batch_norms_as_affine,
+    fold_batch_norms,
+    inference_model,
+)
 from mir.models.heads import OnsetCRNN, SalienceHead
-from mir.models.layers import ConvTrunk
+from mir.models.layers import ConvTrunk, SameConv2d
 from mir.models.model import MultiTaskModel
 
 
@@ -96,7 +106,9 @@ def test_heads_without_a_hidden_layer_fuse_their_wide_layer() -> None:
     model = small_model(hidden=0)  # as published: the wide layer reads the trunk
     fast = inference_model(model)
     assert fast.fused is not None
-    assert fast.fused.first.kernel_size == (13, 1)
+    # the wide layer is the fused first one, computed on folded bins (13 >= 2 * FREQ_FOLD)
+    assert isinstance(fast.fused.first, FrequencyFolded)
+    assert fast.fused.first.plain[0].kernel_size == (13, 1)
     x = torch.randn(1, 15000) * 0.1
     with torch.no_grad():
         assert_same_outputs(model(x)[0], fast(x)[0])
@@ -171,3 +183,105 @@ def test_keep_crops_frames_and_kept_frames_are_exact() -> None:
             out[name][..., 30:50], ref[name][..., 30:50], rtol=0, atol=1e-5 * scale
         )
         assert float(out[name][..., :10].abs().max()) == 0.0  # not computed
+
+
+@pytest.mark.parametrize(
+    ("make", "n_bins"),
+    [
+        # the salience heads' layers after the first (mir layout, batch norm folded): 71 x 1
+        (lambda: [nn.Conv2d(8, 4, (71, 1), padding=(35, 0)), nn.ReLU(), nn.Conv2d(4, 1, 1)], 360),
+        # conv, BN, ReLU, with a time kernel
+        (lambda: [nn.Conv2d(6, 4, (13, 3), padding=(6, 1)), nn.BatchNorm2d(4), nn.ReLU()], 48),
+        # published layout: even 70 x 3 kernel with TensorFlow "same" padding, ReLU, then BN
+        (
+            lambda: [SameConv2d(5, 8, (70, 3)), nn.ReLU(), nn.BatchNorm2d(8), nn.Conv2d(8, 1, 1)],
+            360,
+        ),
+        (lambda: [SameConv2d(5, 3, (6, 2)), nn.ReLU(), nn.BatchNorm2d(3)], 40),
+        # F not a multiple of the fold: runs unfolded
+        (lambda: [nn.Conv2d(8, 4, (13, 1), padding=(6, 0)), nn.ReLU()], 50),
+    ],
+)
+def test_frequency_folded_equals_the_layers(make, n_bins: int) -> None:
+    torch.manual_seed(0)
+    layers = nn.Sequential(*make())
+    randomise_batch_norms(layers)
+    layers.eval()
+    folded = FrequencyFolded(list(layers)).eval()
+    x = torch.randn(2, layers[0].in_channels, n_bins, 11).contiguous(
+        memory_format=torch.channels_last
+    )
+    with torch.no_grad():
+        ref = layers(x.clone())
+        out = folded(x.clone())
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_frequency_folded_rejects_strided_layers() -> None:
+    strided = [nn.Conv2d(4, 4, (9, 1), stride=(2, 1), padding=(4, 0))]
+    assert not FrequencyFolded.foldable(strided)
+    assert not FrequencyFolded.foldable([nn.ReLU()])  # no convolution
+    assert not FrequencyFolded.foldable([nn.Conv2d(4, 4, (9, 1), padding=(2, 0))])  # shrinks
+    with pytest.raises(ValueError, match="cannot be folded"):
+        FrequencyFolded(strided)
+
+
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_published_layout_heads_fuse_and_agree(hidden: int) -> None:
+    """Keras layout (conv+ReLU, then BN; TensorFlow "same" padding of even kernels)."""
+    torch.manual_seed(0)
+    fe = HarmonicCQT(bins_per_octave=12, n_octaves=4, fmin=65.4, harmonics=(0.5, 1, 2, 3))
+    trunk = ConvTrunk(fe.n_harmonics, channels=(8,), kernels=((5, 5),), layout="keras")
+    heads: dict[str, nn.Module] = {
+        name: SalienceHead(
+            8, hidden=hidden, wide_channels=4, freq_kernel=14, time_kernel=2, layout="keras"
+        )
+        for name in ("multif0", "melody")
+    }
+    model = MultiTaskModel(fe, trunk, heads)
+    randomise_batch_norms(model)
+    model.eval()
+    fast = inference_model(model)
+    assert fast.fused is not None
+    x = torch.randn(1, 15000) * 0.1
+    with torch.no_grad():
+        ref, feats = model(x)
+        out, fast_feats = fast(x)
+    assert_same_outputs(ref, out)
+    # batch norms run in place only on tensors nothing else reads: the HCQT is untouched
+    torch.testing.assert_close(fast_feats.hcqt, feats.hcqt, rtol=0, atol=0)
+
+
+def test_single_salience_head_takes_the_fast_path() -> None:
+    torch.manual_seed(0)
+    fe = HarmonicCQT(bins_per_octave=12, n_octaves=4, fmin=65.4, harmonics=(0.5, 1, 2, 3))
+    trunk = ConvTrunk(fe.n_harmonics, channels=(8,), kernels=((5, 5),), layout="keras")
+    head = SalienceHead(8, hidden=0, wide_channels=4, freq_kernel=14, time_kernel=3, layout="keras")
+    model = MultiTaskModel(fe, trunk, {"multif0": head})
+    randomise_batch_norms(model)
+    model.eval()
+    fast = inference_model(model)
+    assert fast.fused is not None
+    assert isinstance(fast.fused.first, FrequencyFolded)
+    assert fast.context is not None  # all convolutional: chunks may be cropped
+    x = torch.randn(1, 15000) * 0.1
+    with torch.no_grad():
+        assert_same_outputs(model(x)[0], fast(x)[0])
+
+
+def test_batch_norms_as_affine_equal_and_spare_the_input() -> None:
+    seq = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU(), nn.BatchNorm2d(3))
+    randomise_batch_norms(seq)
+    seq.eval()
+    x = torch.randn(2, 3, 8, 5).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = seq(x)
+        kept = x.clone()
+        affine = batch_norms_as_affine(copy.deepcopy(seq))
+        assert [type(m) for m in affine] == [ChannelAffine, nn.ReLU, ChannelAffine]
+        assert not affine[0].inplace  # reads the caller's tensor
+        assert affine[2].inplace  # reads the ReLU's output
+        out = affine(x)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(x, kept, rtol=0, atol=0)

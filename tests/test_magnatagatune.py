@@ -84,18 +84,18 @@ def test_track_contract(mtat_root: Path) -> None:
     assert tr.audio.dtype == np.float32
     assert tr.audio.ndim == 1
     assert tr.duration == pytest.approx(0.5, abs=0.06)  # mp3 adds encoder padding
-    assert tr.tags == ["guitar", "slow"]  # rock is not in the top 3
-    assert tr.onsets is None
-    assert tr.stems is None
+    assert tr.get("tags") == ["guitar", "slow"]  # rock is not in the top 3
+    assert not tr.has("onsets")
+    assert not tr.has("stems")
     assert tr.meta["split"] == "train"
-    assert ds.load("31").tags == []  # no tag at all: kept, labelled none present
-    assert ds.load("43").tags == []  # only a tag outside the vocabulary
+    assert ds.load("31").get("tags") == []  # no tag at all: kept, labelled none present
+    assert ds.load("43").get("tags") == []  # only a tag outside the vocabulary
 
 
 def test_explicit_vocabulary(mtat_root: Path) -> None:
     ds = MagnaTagATune(mtat_root, tags=["rock", "techno"])
     assert ds.tags == ["rock", "techno"]
-    assert ds.load("2").tags == ["rock"]
+    assert ds.load("2").get("tags") == ["rock"]
     with pytest.raises(DatasetError, match="tags not in"):
         MagnaTagATune(mtat_root, tags=["rock", "polka"])
 

@@ -69,22 +69,22 @@ def test_track_contract(tracks: dict, track_id: str) -> None:
     assert tr.audio.dtype == np.float32
     assert tr.audio.ndim == 1
     assert tr.duration > 10
-    assert set(tr.onsets) == set(CLASS_MAP.values())
-    for times in tr.onsets.values():
+    assert set(tr.get("onsets")) == set(CLASS_MAP.values())
+    for times in tr.get("onsets").values():
         assert np.all(np.diff(times) >= 0)
         assert np.all((times >= 0) & (times <= tr.duration))
-    assert sum(len(v) for v in tr.onsets.values()) > 0
-    assert tr.beats is not None
-    assert np.all(np.diff(tr.beats) > 0)
-    assert np.all(tr.beats <= tr.duration)
-    assert set(tr.downbeats) <= set(tr.beats)
-    assert 0 < len(tr.downbeats) < len(tr.beats)
-    assert tr.tags is None
+    assert sum(len(v) for v in tr.get("onsets").values()) > 0
+    assert tr.has("beats")
+    assert np.all(np.diff(tr.get("beats")) > 0)
+    assert np.all(tr.get("beats") <= tr.duration)
+    assert set(tr.get("downbeats")) <= set(tr.get("beats"))
+    assert 0 < len(tr.get("downbeats")) < len(tr.get("beats"))
+    assert not tr.has("tags")
     assert tr.meta["audio_source"] == "drum_only"
     # the drum-only stem has no vocals; it is all accompaniment (remix material)
-    assert sorted(tr.stems) == ["accompaniment", "vocals"]
-    assert not np.any(tr.stems["vocals"])
-    np.testing.assert_array_equal(tr.stems["accompaniment"], tr.audio)
+    assert sorted(tr.get("stems")) == ["accompaniment", "vocals"]
+    assert not np.any(tr.get("stems")["vocals"])
+    np.testing.assert_array_equal(tr.get("stems")["accompaniment"], tr.audio)
 
 
 # golden ---------------------------------------------------------------------------------
@@ -96,22 +96,22 @@ def test_class_counts_match_plain_parse(mdb_root: Path, tracks: dict, track_id: 
     counts = Counter(label for _, label in rows)
     tr = tracks[track_id]
     for label, key in CLASS_MAP.items():
-        assert len(tr.onsets[key]) == counts.get(label, 0), label
+        assert len(tr.get("onsets")[key]) == counts.get(label, 0), label
         expected = sorted(t for t, lab in rows if lab == label)
-        np.testing.assert_allclose(tr.onsets[key][:5], expected[:5])
-    assert sum(len(v) for v in tr.onsets.values()) == len(rows)
+        np.testing.assert_allclose(tr.get("onsets")[key][:5], expected[:5])
+    assert sum(len(v) for v in tr.get("onsets").values()) == len(rows)
 
 
 def test_known_values(tracks: dict) -> None:
     reggae = tracks["MusicDelta_Reggae"]
-    np.testing.assert_allclose(reggae.onsets["kick"][:3], [0.055147, 0.597914, 1.14068])
-    assert len(reggae.onsets["kick"]) == 31
-    assert len(reggae.onsets["snare"]) == 10
-    assert len(reggae.onsets["hihat"]) == 34
-    np.testing.assert_allclose(reggae.beats[:5], [0.01, 0.58, 1.13, 1.68, 2.24])
-    np.testing.assert_allclose(reggae.downbeats[:2], [0.01, 2.24])
-    assert len(reggae.beats) == 32
-    assert len(reggae.downbeats) == 8
+    np.testing.assert_allclose(reggae.get("onsets")["kick"][:3], [0.055147, 0.597914, 1.14068])
+    assert len(reggae.get("onsets")["kick"]) == 31
+    assert len(reggae.get("onsets")["snare"]) == 10
+    assert len(reggae.get("onsets")["hihat"]) == 34
+    np.testing.assert_allclose(reggae.get("beats")[:5], [0.01, 0.58, 1.13, 1.68, 2.24])
+    np.testing.assert_allclose(reggae.get("downbeats")[:2], [0.01, 2.24])
+    assert len(reggae.get("beats")) == 32
+    assert len(reggae.get("downbeats")) == 8
 
 
 def test_subclass_groups(mdb_root: Path) -> None:
@@ -123,11 +123,15 @@ def test_subclass_groups(mdb_root: Path) -> None:
         tr = ds.load(track_id)
         rows = _plain_parse(mdb_root / "annotations" / "subclass" / f"{track_id}_subclass.txt")
         counts = Counter(SUBCLASS_TO_8[label] for _, label in rows)
-        assert {k: len(v) for k, v in tr.onsets.items()} == {k: counts.get(k, 0) for k in tr.onsets}
+        assert {k: len(v) for k, v in tr.get("onsets").items()} == {
+            k: counts.get(k, 0) for k in tr.get("onsets")
+        }
         # a subclass group never straddles two MDB classes
-        cls = MDBDrums(mdb_root, audio_source="drum_only").load(track_id).onsets
-        assert len(tr.onsets["hihat_closed"]) + len(tr.onsets["hihat_open"]) == len(cls["hihat"])
-        assert len(tr.onsets["kick"]) == len(cls["kick"])
+        cls = MDBDrums(mdb_root, audio_source="drum_only").load(track_id).get("onsets")
+        assert len(tr.get("onsets")["hihat_closed"]) + len(tr.get("onsets")["hihat_open"]) == len(
+            cls["hihat"]
+        )
+        assert len(tr.get("onsets")["kick"]) == len(cls["kick"])
 
 
 # physics --------------------------------------------------------------------------------
@@ -155,7 +159,7 @@ def _burst_fraction(rise: np.ndarray, hop: int, sr: int, times: np.ndarray) -> f
 def test_kick_onsets_sit_on_energy_bursts(tracks: dict, track_id: str) -> None:
     tr = tracks[track_id]
     rise, hop = _energy_rise(tr.audio, tr.sr)
-    kicks = tr.onsets["kick"]
+    kicks = tr.get("onsets")["kick"]
     assert _burst_fraction(rise, hop, tr.sr, kicks) >= 0.9
     # the criterion discriminates: the same pattern shifted by 137 ms mostly misses
     shifted = kicks[kicks + 0.137 < tr.duration] + 0.137
@@ -210,10 +214,10 @@ def _mdb_layout(
 def test_synthetic_track_loads(tmp_path: Path) -> None:
     ds = MDBDrums(_mdb_layout(tmp_path, beats="0.1 1\n0.6 2\n1.1\t1\n"), audio_source="drum_only")
     tr = ds.load("Song")
-    np.testing.assert_allclose(tr.onsets["kick"], [0.5])
-    np.testing.assert_allclose(tr.onsets["snare"], [1.0])
-    assert len(tr.onsets["hihat"]) == 0
-    np.testing.assert_allclose(tr.downbeats, [0.1, 1.1])
+    np.testing.assert_allclose(tr.get("onsets")["kick"], [0.5])
+    np.testing.assert_allclose(tr.get("onsets")["snare"], [1.0])
+    assert len(tr.get("onsets")["hihat"]) == 0
+    np.testing.assert_allclose(tr.get("downbeats"), [0.1, 1.1])
 
 
 def test_nonexistent_root(tmp_path: Path) -> None:
@@ -288,13 +292,13 @@ def test_enst_loads_and_maps_labels(tmp_path: Path) -> None:
     tr = ds.load("drummer_1/001_hits")
     assert tr.sr == 16000
     assert tr.audio.shape == (32000,)
-    assert set(tr.onsets) == set(ENST_CLASSES)
-    np.testing.assert_allclose(tr.onsets["kick"], [0.1])
-    np.testing.assert_allclose(tr.onsets["snare"], [0.6])
-    np.testing.assert_allclose(tr.onsets["hihat"], [0.35, 0.6])
-    np.testing.assert_allclose(tr.onsets["cymbal"], [0.85])
-    np.testing.assert_allclose(tr.onsets["tom"], [1.0])
-    np.testing.assert_allclose(tr.onsets["other"], [1.2])
+    assert set(tr.get("onsets")) == set(ENST_CLASSES)
+    np.testing.assert_allclose(tr.get("onsets")["kick"], [0.1])
+    np.testing.assert_allclose(tr.get("onsets")["snare"], [0.6])
+    np.testing.assert_allclose(tr.get("onsets")["hihat"], [0.35, 0.6])
+    np.testing.assert_allclose(tr.get("onsets")["cymbal"], [0.85])
+    np.testing.assert_allclose(tr.get("onsets")["tom"], [1.0])
+    np.testing.assert_allclose(tr.get("onsets")["other"], [1.2])
 
 
 def test_enst_folds_by_drummer(tmp_path: Path) -> None:

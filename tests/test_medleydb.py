@@ -25,6 +25,7 @@ from mir.data.annotations import (
     union_multif0,
 )
 from mir.data.medleydb import OFFICIAL_SPLIT, MedleyDB, artist_conditional_split
+from mir.data.track import F0_KINDS
 from mir.errors import ConfigError, DatasetError
 
 SR = 22050
@@ -64,11 +65,12 @@ def test_loads_every_fixture_track(mdb_root: Path) -> None:
         assert track.audio.ndim == 1
         info = sf.info(str(mdb_root / "Audio" / track_id / f"{track_id}_MIX.wav"))
         assert abs(track.duration - info.duration) < 1e-3
-        assert track.stems is not None
-        for name, stem in track.stems.items():
+        assert track.has("stems")
+        for name, stem in track.get("stems").items():
             assert stem.shape == track.audio.shape, name
             assert stem.dtype == np.float32
-        for voice, (times, freqs) in track.f0.items():
+        for voice in [k for k in F0_KINDS if track.has(k)]:
+            times, freqs = track.get(voice)
             assert times.shape == freqs.shape, voice
             assert np.all(np.diff(times) > 0), voice
             assert np.all(freqs >= 0), voice
@@ -77,7 +79,7 @@ def test_loads_every_fixture_track(mdb_root: Path) -> None:
             assert voiced.min() > 30, voice
             assert voiced.max() < 2000, voice
             assert times[-1] <= track.duration + HOP
-        times, frames = track.multif0
+        times, frames = track.get("multif0")
         assert len(frames) == len(times)
         assert np.all(np.diff(times) > 0)
         assert all(np.all(f > 30) and np.all(f < 4000) for f in frames)
@@ -85,7 +87,7 @@ def test_loads_every_fixture_track(mdb_root: Path) -> None:
 
 
 def test_fixture_stems_and_metadata(reggae) -> None:
-    assert sorted(reggae.stems) == [
+    assert sorted(reggae.get("stems")) == [
         "accompaniment", "stem_01", "stem_02", "stem_03", "stem_04", "vocals"
     ]  # fmt: skip
     assert reggae.meta["vocal_stems"] == ["stem_04"]  # male singer
@@ -96,7 +98,7 @@ def test_fixture_stems_and_metadata(reggae) -> None:
 
 
 def test_vocals_plus_accompaniment_is_the_stem_sum_and_close_to_the_mix(reggae) -> None:
-    stems = reggae.stems
+    stems = reggae.get("stems")
     total = sum(stems[f"stem_0{i}"].astype(np.float64) for i in range(1, 5))
     np.testing.assert_allclose(stems["vocals"], stems["stem_04"], atol=1e-6)
     np.testing.assert_allclose(stems["vocals"] + stems["accompaniment"], total, atol=1e-5)
@@ -110,7 +112,7 @@ def test_vocals_plus_accompaniment_is_the_stem_sum_and_close_to_the_mix(reggae) 
 
 def test_golden_melody_matches_raw_csv(mdb_root: Path, reggae) -> None:
     raw = _raw_csv(mdb_root / "Annotations/Melody/Melody2" / f"{REGGAE}_MELODY2.csv")
-    times, freqs = reggae.f0["melody"]
+    times, freqs = reggae.get("melody")
     np.testing.assert_allclose(times, raw[:, 0])
     np.testing.assert_allclose(freqs, raw[:, 1])
     voiced = raw[:, 1] > 0
@@ -122,7 +124,7 @@ def test_golden_melody_matches_raw_csv(mdb_root: Path, reggae) -> None:
 def test_melody1_option(mdb_root: Path) -> None:
     track = MedleyDB(mdb_root, sr=SR, melody="melody1").load(REGGAE)
     raw = _raw_csv(mdb_root / "Annotations/Melody/Melody1" / f"{REGGAE}_MELODY1.csv")
-    np.testing.assert_allclose(track.f0["melody"][1], raw[:, 1])
+    np.testing.assert_allclose(track.get("melody")[1], raw[:, 1])
     assert track.meta["f0_sources"]["melody"].endswith("_MELODY1.csv")
     with pytest.raises(ConfigError, match="melody3"):
         MedleyDB(mdb_root, melody="melody3")
@@ -133,30 +135,30 @@ def test_golden_vocal_f0_matches_stem_pitch_file(mdb_root: Path, reggae) -> None
     path = mdb_root / "Annotations/Pitch" / f"{REGGAE}_STEM_04.csv"
     with path.open(newline="") as f:
         raw = np.array([[float(r[0]), float(r[1])] for r in csv.reader(f) if r])
-    times, freqs = reggae.f0["vocal"]
+    times, freqs = reggae.get("vocal")
     assert np.all(np.abs(np.diff(times) - HOP) < 1e-9)
     voiced = freqs > 0
     assert int(voiced.sum()) == len(raw) == 1154
     np.testing.assert_allclose(times[voiced], raw[:, 0], atol=1e-6)
     np.testing.assert_allclose(freqs[voiced], raw[:, 1])
     # Here MELODY2 is the singer's line, so it equals the vocal pitch frame for frame.
-    np.testing.assert_allclose(reggae.f0["melody"][1], freqs, atol=1e-9)
-    np.testing.assert_allclose(reggae.multif0[0], times)
-    assert [len(f) for f in reggae.multif0[1]] == voiced.astype(int).tolist()
+    np.testing.assert_allclose(reggae.get("melody")[1], freqs, atol=1e-9)
+    np.testing.assert_allclose(reggae.get("multif0")[0], times)
+    assert [len(f) for f in reggae.get("multif0")[1]] == voiced.astype(int).tolist()
 
 
 def test_bass_needs_a_manual_annotation_or_pyin_fallback(mdb_root: Path, reggae) -> None:
     # The fixture has only a pYIN estimate for the bass stem: no manual bass f0.
-    assert "bass" not in reggae.f0
+    assert not reggae.has("bass")
     track = MedleyDB(mdb_root, sr=SR, pyin_fallback=True).load(REGGAE)
-    times, freqs = track.f0["bass"]
+    times, freqs = track.get("bass")
     assert "Pitch_Pyin" in track.meta["f0_sources"]["stem_pitch"]["stem_02"]
     voiced = freqs[freqs > 0]
     assert voiced.min() > 30
     assert voiced.max() < 300
     assert 900 < voiced.size <= 1007  # 1007 pYIN frames, a few gated off by activation
     assert track.meta["multif0_stems"] == ["stem_02", "stem_04"]
-    assert max(len(f) for f in track.multif0[1]) == 2
+    assert max(len(f) for f in track.get("multif0")[1]) == 2
 
 
 def test_annotations_root_and_metadata_dir(mdb_root: Path, tmp_path: Path) -> None:
@@ -168,8 +170,8 @@ def test_annotations_root_and_metadata_dir(mdb_root: Path, tmp_path: Path) -> No
     with pytest.raises(DatasetError, match="METADATA"):
         MedleyDB(audio_root).load(REGGAE)
     track = MedleyDB(audio_root, annotations_root=mdb_root).load(REGGAE)
-    assert track.stems is None  # no _STEMS folder: mix-only
-    assert int(np.sum(track.f0["melody"][1] > 0)) == 1154
+    assert not track.has("stems")  # no _STEMS folder: mix-only
+    assert int(np.sum(track.get("melody")[1] > 0)) == 1154
 
 
 def test_official_split_is_disjoint_and_artist_conditional() -> None:
@@ -273,13 +275,13 @@ def test_synthetic_track_loads(tmp_path: Path) -> None:
     track = MedleyDB(root, sr=NATIVE_SR).load("Artist_Song")
     # Stems and mix were each quantized to 16 bits: equal to a few LSBs.
     np.testing.assert_allclose(
-        track.stems["vocals"] + track.stems["accompaniment"], track.audio, atol=2e-4
+        track.get("stems")["vocals"] + track.get("stems")["accompaniment"], track.audio, atol=2e-4
     )
-    times, freqs = track.f0["vocal"]
+    times, freqs = track.get("vocal")
     assert np.flatnonzero(freqs).tolist() == list(range(10, 20))
     assert track.meta["stem_sum_residual_db"] < -60
     assert track.meta["split"] is None  # not in the official split
-    assert "bass" not in track.f0  # bass stem has no pitch file: absent, not faked
+    assert not track.has("bass")  # bass stem has no pitch file: absent, not faked
 
 
 def test_instrumental_track_has_no_vocals(tmp_path: Path) -> None:
@@ -287,11 +289,11 @@ def test_instrumental_track_has_no_vocals(tmp_path: Path) -> None:
     pitch = {"S02": [(k * HOP, 55.0) for k in range(5)]}
     root = make_medleydb(tmp_path, stems=stems, pitch=pitch)
     track = MedleyDB(root, sr=NATIVE_SR).load("Artist_Song")
-    assert "vocals" not in track.stems
-    assert "accompaniment" not in track.stems
-    assert "vocal" not in track.f0
+    assert "vocals" not in track.get("stems")
+    assert "accompaniment" not in track.get("stems")
+    assert not track.has("vocal")
     assert track.meta["instrumental"] is True
-    assert np.count_nonzero(track.f0["bass"][1]) == 5  # bass from the instrument label
+    assert np.count_nonzero(track.get("bass")[1]) == 5  # bass from the instrument label
 
 
 def test_two_vocal_stems_pick_the_more_active(tmp_path: Path) -> None:
@@ -301,7 +303,7 @@ def test_two_vocal_stems_pick_the_more_active(tmp_path: Path) -> None:
     # S01 more active in the first 0.25 s, S02 after.
     act = "time,S01,S02\n0.0,0.9,0.1\n0.25,0.9,0.1\n0.2501,0.1,0.9\n1.0,0.1,0.9\n"
     root = make_medleydb(tmp_path, stems=stems, pitch=pitch, activation=act)
-    times, freqs = MedleyDB(root, sr=NATIVE_SR).load("Artist_Song").f0["vocal"]
+    times, freqs = MedleyDB(root, sr=NATIVE_SR).load("Artist_Song").get("vocal")
     assert np.all(freqs[(times < 0.24) & (freqs > 0)] == 200.0)
     assert np.all(freqs[(times > 0.26) & (freqs > 0)] == 400.0)
     assert np.count_nonzero(freqs) == 100
@@ -376,7 +378,7 @@ def test_stem_length_mismatch(tmp_path: Path) -> None:
     # A few samples off is tolerated (padded to the mix length).
     root = make_medleydb(tmp_path / "b", stem_len={"S01": NATIVE_SR - 3})
     track = MedleyDB(root, sr=NATIVE_SR).load("Artist_Song")
-    assert track.stems["stem_01"].shape == track.audio.shape
+    assert track.get("stems")["stem_01"].shape == track.audio.shape
 
 
 def test_missing_stem_file(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import yaml
 
 from mir.data.base import SPLITS
 from mir.data.mtg_jamendo import MTGJamendo
+from mir.data.track import F0_KINDS
 from mir.errors import DatasetError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,15 +103,15 @@ def test_track_contract(root: Path) -> None:
     assert track.audio.ndim == 1
     assert abs(len(track.audio) - 22050 // 2) < 22050 * 0.1  # 0.5 s (mp3 adds padding)
     # vocabulary order; tags outside the vocabulary dropped but kept in meta
-    assert track.tags == ["genre---rock", "mood/theme---happy"]
+    assert track.get("tags") == ["genre---rock", "mood/theme---happy"]
     assert "instrument---guitar" in track.meta["all_tags"]
     assert track.meta["split"] == "train"
     assert track.meta["artist_id"] == "artist_000022"
     assert track.meta["duration"] == pytest.approx(121.5)
-    assert track.onsets is None
-    assert track.f0 == {}
-    assert track.beats is None
-    assert ds.load("track_0087483").tags == []
+    assert not track.has("onsets")
+    assert not any(track.has(k) for k in F0_KINDS)
+    assert not track.has("beats")
+    assert ds.load("track_0087483").get("tags") == []
 
 
 def test_low_quality_audio(tmp_path: Path) -> None:

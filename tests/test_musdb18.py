@@ -16,6 +16,7 @@ from mir.bsseval import bss_eval_v4
 from mir.data import musdb18
 from mir.data.base import SPLITS
 from mir.data.musdb18 import MUSDB18, STEM_ORDER, VALIDATION_TRACKS
+from mir.data.track import F0_KINDS
 from mir.errors import DatasetError
 
 TRACK = "Music Delta - 80s Rock"
@@ -59,16 +60,16 @@ def test_fixture_track_contract(fixture_track) -> None:
     assert tr.audio.dtype == np.float32
     assert tr.audio.ndim == 1
     assert tr.duration == pytest.approx(300032 / 44100, abs=1e-3)
-    assert set(tr.stems) == {"drums", "bass", "other", "vocals", "accompaniment"}
-    for x in tr.stems.values():
+    assert set(tr.get("stems")) == {"drums", "bass", "other", "vocals", "accompaniment"}
+    for x in tr.get("stems").values():
         assert x.shape == tr.audio.shape
         assert x.dtype == np.float32
-    acc = tr.stems["drums"] + tr.stems["bass"] + tr.stems["other"]
-    np.testing.assert_allclose(tr.stems["accompaniment"], acc, atol=1e-5)
-    assert tr.onsets is None
-    assert tr.f0 == {}
-    assert tr.tags is None
-    assert tr.beats is None
+    acc = tr.get("stems")["drums"] + tr.get("stems")["bass"] + tr.get("stems")["other"]
+    np.testing.assert_allclose(tr.get("stems")["accompaniment"], acc, atol=1e-5)
+    assert not tr.has("onsets")
+    assert not any(tr.has(k) for k in F0_KINDS)
+    assert not tr.has("tags")
+    assert not tr.has("beats")
     assert tr.meta["split"] == "train"
     assert tr.meta["original_sr"] == 44100
     assert tr.meta["channels"] == 2
@@ -79,7 +80,7 @@ def test_fixture_track_contract(fixture_track) -> None:
 def test_mixture_is_approximately_sum_of_stems(fixture_track) -> None:
     # MUSDB stems sum to the mixture only up to AAC coding: -31.6 dB on this track
     assert fixture_track.meta["stem_residual_db"] < -25.0
-    mono_sum = fixture_track.stems["accompaniment"] + fixture_track.stems["vocals"]
+    mono_sum = fixture_track.get("stems")["accompaniment"] + fixture_track.get("stems")["vocals"]
     err = np.sum((fixture_track.audio - mono_sum) ** 2) / np.sum(fixture_track.audio**2)
     assert 10 * np.log10(err) < -25.0
 
@@ -113,7 +114,7 @@ def test_mp4_matches_wav_when_ffmpeg_available(mus_root: Path) -> None:
 
 def test_true_stems_score_perfectly(fixture_track) -> None:
     n = 2 * fixture_track.sr  # 2 s keep it fast
-    ref = np.stack([fixture_track.stems[k][:n] for k in ("vocals", "accompaniment")])
+    ref = np.stack([fixture_track.get("stems")[k][:n] for k in ("vocals", "accompaniment")])
     sdr, sir, sar, perm = mir_eval.separation.bss_eval_sources(ref, ref.copy())
     assert np.all(sdr > 100)
     assert np.all(sir > 100)

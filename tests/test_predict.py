@@ -444,8 +444,8 @@ def test_streamed_file_equals_the_whole_track_computation(trained_module, tmp_pa
     """Many small chunks and read blocks (and a resampled stereo input): the stems, f0 and
     multi-f0 written block by block equal what the whole-track computation gives."""
     import mir.predict
-    from mir.audio import resample
-    from mir.predict import _fit_length, predict_file, separate_channels
+    from mir.audio import fit_length, resample
+    from mir.predict import predict_file, separate_channels
 
     monkeypatch.setattr(mir.predict, "BLOCK_SECONDS", 0.45)
 
@@ -467,10 +467,10 @@ def test_streamed_file_equals_the_whole_track_computation(trained_module, tmp_pa
     finally:
         module.chunk_seconds, module.margin_seconds = saved
     native = load_audio(path, sr, mono=False)
-    channels = _fit_length(resample(native, sr, fe.sr), len(mono))
+    channels = fit_length(resample(native, sr, fe.sr), len(mono))
     task = module.tasks["separation"]
     stems = separate_channels(task, raw["separation"], channels)  # (S, C, N')
-    stems = _fit_length(np.stack([resample(s, fe.sr, sr) for s in stems]), native.shape[1])
+    stems = fit_length(np.stack([resample(s, fe.sr, sr) for s in stems]), native.shape[1])
     for i, source in enumerate(task.sources):
         got, got_sr = sf.read(tmp_path / "out" / f"{source}.wav", dtype="float32")
         assert got_sr == sr
@@ -532,8 +532,8 @@ def test_unet_separation_reads_and_resamples_the_file_once(compose, tmp_path, mo
     one streamed pass (`mir.audio.load_audio` is never called) and writes the stems that
     the whole file, loaded and resampled at once, gives."""
     import mir.audio
-    from mir.audio import resample
-    from mir.predict import _fit_length, predict_file, separate_channels
+    from mir.audio import fit_length, resample
+    from mir.predict import predict_file, separate_channels
     from mir.train import instantiate
 
     cfg = compose(
@@ -546,10 +546,10 @@ def test_unet_separation_reads_and_resamples_the_file_once(compose, tmp_path, mo
     path = tmp_path / "st.wav"
     sf.write(path, x, 44100, subtype="FLOAT")
     mono = load_audio(path, sr=sr)
-    chans = _fit_length(resample(load_audio(path, sr=44100, mono=False), 44100, sr), len(mono))
+    chans = fit_length(resample(load_audio(path, sr=44100, mono=False), 44100, sr), len(mono))
     raw = module.infer(Track(name="st", audio=mono, sr=sr))["separation"]
     stems = separate_channels(task, raw, chans)
-    want = _fit_length(np.stack([resample(s, sr, 44100) for s in stems]), len(x))
+    want = fit_length(np.stack([resample(s, sr, 44100) for s in stems]), len(x))
 
     def no_second_read(*args, **kwargs):
         raise AssertionError("the input was read a second time")
@@ -570,8 +570,8 @@ def test_unet_separation_is_streamed_and_equals_the_whole_track(compose, tmp_pat
     import torch
 
     import mir.predict
-    from mir.audio import resample
-    from mir.predict import SeparationStream, _fit_length, predict_file, separate_channels
+    from mir.audio import fit_length, resample
+    from mir.predict import SeparationStream, predict_file, separate_channels
     from mir.train import instantiate
 
     cfg = compose(
@@ -589,10 +589,10 @@ def test_unet_separation_is_streamed_and_equals_the_whole_track(compose, tmp_pat
     path = tmp_path / "st.wav"
     sf.write(path, x, 44100, subtype="FLOAT")
     mono = load_audio(path, sr=fe.sr)
-    chans = _fit_length(resample(load_audio(path, sr=44100, mono=False), 44100, fe.sr), len(mono))
+    chans = fit_length(resample(load_audio(path, sr=44100, mono=False), 44100, fe.sr), len(mono))
     raw = module.infer(Track(name="st", audio=mono, sr=fe.sr))["separation"]  # same chunks
     want = separate_channels(task, raw, chans)
-    want = _fit_length(np.stack([resample(s, fe.sr, 44100) for s in want]), n_in)
+    want = fit_length(np.stack([resample(s, fe.sr, 44100) for s in want]), n_in)
 
     held_frames = []
     feed = SeparationStream.feed

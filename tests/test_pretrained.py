@@ -19,6 +19,7 @@ from torch import nn
 
 import mir.pretrained as pretrained
 from mir.checkpoint import load_module
+from mir.data.track import F0_KINDS
 from mir.errors import ConfigError
 from mir.models.heads import SalienceHead
 from mir.models.layers import ConvTrunk, SameConv2d
@@ -247,16 +248,15 @@ def _feats(hcqt: torch.Tensor):
 
 def _excerpt(track, seconds: float):
     n = int(seconds * track.sr)
-    kw = {"audio": track.audio[:n], "stems": None}
-    if track.multif0 is not None:
-        t, f = track.multif0
+    ann = {k: v for k, v in track.annotations.items() if k != "stems"}
+    if track.has("multif0"):
+        t, f = track.get("multif0")
         keep = np.asarray(t) < seconds
-        kw["multif0"] = (np.asarray(t)[keep], [x for x, k in zip(f, keep, strict=True) if k])
-    kw["f0"] = {
-        v: (np.asarray(t)[np.asarray(t) < seconds], np.asarray(f)[np.asarray(t) < seconds])
-        for v, (t, f) in track.f0.items()
-    }
-    return dataclasses.replace(track, **kw)
+        ann["multif0"] = (np.asarray(t)[keep], [x for x, k in zip(f, keep, strict=True) if k])
+    for v in [k for k in F0_KINDS if track.has(k)]:
+        t, f = (np.asarray(x) for x in track.get(v))
+        ann[v] = (t[t < seconds], f[t < seconds])
+    return dataclasses.replace(track, audio=track.audio[:n], annotations=ann)
 
 
 def test_multif0_on_bach10_beats_the_baseline(fixtures_dir):

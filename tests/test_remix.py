@@ -30,13 +30,13 @@ def _task() -> tuple[HarmonicCQT, dict]:
 def _solo(name: str, f: float) -> Track:
     """Solo singing: vocals only, accompaniment known silent."""
     v = _sine(f)
-    return Track(name, v, SR, stems={"vocals": v, "accompaniment": np.zeros_like(v)})
+    return Track(name, v, SR, {"stems": {"vocals": v, "accompaniment": np.zeros_like(v)}})
 
 
 def _instrumental(name: str, f: float) -> Track:
     """An instrumental recording: vocals known silent, the mix is accompaniment."""
     a = _sine(f, amp=0.2)
-    return Track(name, a, SR, stems={"vocals": np.zeros_like(a), "accompaniment": a})
+    return Track(name, a, SR, {"stems": {"vocals": np.zeros_like(a), "accompaniment": a}})
 
 
 def _peak_hz(x: np.ndarray) -> float:

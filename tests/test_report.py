@@ -135,9 +135,9 @@ def test_score_tables_say_what_was_scored_and_why_tracks_were_skipped() -> None:
     tone = np.ones(n, np.float32)
     f0 = (np.arange(3) * 0.1, np.full(3, 220.0))
     stems = {"vocals": tone, "accompaniment": tone}
-    song = Track("song", tone, 8000, stems=stems, f0={"melody": f0})
+    song = Track("song", tone, 8000, {"stems": stems, "melody": f0})
     instrumental = Track(
-        "instrumental", tone, 8000, stems={"vocals": 0 * tone, "accompaniment": tone}
+        "instrumental", tone, 8000, {"stems": {"vocals": 0 * tone, "accompaniment": tone}}
     )
     bare = Track("bare", tone, 8000)
     tasks = {"separation": SeparationTask(), "melody": SingleF0Task("melody", voice="melody")}

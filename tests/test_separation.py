@@ -203,8 +203,8 @@ def _track(name: str, seed: int, n: int = 4 * SR) -> Track:
         name,
         v + acc,
         SR,
-        stems={"vocals": v, "accompaniment": acc},
-        f0={
+        {
+            "stems": {"vocals": v, "accompaniment": acc},
             "vocal": (times, np.full(len(times), 220.0)),
             "melody": (times, np.full_like(times, 220.0)),
         },
@@ -229,8 +229,8 @@ def test_remixed_excerpts_mask_every_other_task() -> None:
         voc, acc = item["targets"]["separation"].numpy()
         np.testing.assert_allclose(item["audio"].numpy(), voc + acc, atol=1e-6)
         # vocals and accompaniment come from two different tracks
-        src_v = [t.name for t in tracks if _contains(t.stems["vocals"], voc)]
-        src_a = [t.name for t in tracks if _contains(t.stems["accompaniment"], acc)]
+        src_v = [t.name for t in tracks if _contains(t.get("stems")["vocals"], voc)]
+        src_a = [t.name for t in tracks if _contains(t.get("stems")["accompaniment"], acc)]
         assert len(src_v) == 1
         assert len(src_a) == 1
         assert src_v != src_a
@@ -350,7 +350,9 @@ def test_oracle_masks_on_the_unet_grid_separate_real_vocals(fixtures_dir: Path) 
         task = SeparationTask(unet=lambda mode=mode, **kw: JanssonUNet(**kw, reconstruct=mode))
         task.bind(fe)
         head = task.build_head(0)
-        stems = torch.from_numpy(np.stack([track.stems["vocals"], track.stems["accompaniment"]]))
+        stems = torch.from_numpy(
+            np.stack([track.get("stems")["vocals"], track.get("stems")["accompaniment"]])
+        )
         mags = head.magnitude(stems)  # (S, 512, T8)
         irm = mags / mags.sum(0, keepdim=True).clamp_min(1e-8)
         idx = head.hold_index(fe.n_frames(len(track.audio)), irm.shape[-1])
@@ -372,7 +374,7 @@ def test_medleydb_fixture_has_a_vocal_stem_for_separation(fixtures_dir: Path) ->
     assert track.meta["vocal_stems"]
     assert SeparationTask().has_labels(track)
     np.testing.assert_allclose(
-        track.stems["vocals"] + track.stems["accompaniment"], track.audio, atol=0.05
+        track.get("stems")["vocals"] + track.get("stems")["accompaniment"], track.audio, atol=0.05
     )
 
 
@@ -384,9 +386,7 @@ def _labelled_track(n: int = 3 * SR, seed: int = 0) -> Track:
     vocals = _sines(n, (220.0, 330.0)) + 0.01 * rng.standard_normal(n)  # stationary
     accompaniment = 0.2 * rng.standard_normal(n)
     stems = {"vocals": vocals.astype(np.float32), "accompaniment": accompaniment.astype(np.float32)}
-    return Track(
-        name="synthetic", audio=stems["vocals"] + stems["accompaniment"], sr=SR, stems=stems
-    )
+    return Track("synthetic", stems["vocals"] + stems["accompaniment"], SR, {"stems": stems})
 
 
 def _orthogonal_noise(ref: np.ndarray, ratio: float, seed: int = 0) -> np.ndarray:
@@ -437,7 +437,7 @@ def test_task_scores_si_sdr_and_no_improvement_for_the_mixture() -> None:
         assert base[f"{s}/NSDR"] == pytest.approx(0.0, abs=1e-6)
         assert f"{s}/museval-SDR" not in base  # off by default
     # the mixture's SI-SDR is the stems' energy ratio (independent noise: nearly orthogonal)
-    v, a = (track.stems[k].astype(np.float64) for k in task.sources)
+    v, a = (track.get("stems")[k].astype(np.float64) for k in task.sources)
     ratio = np.sum((v - v.mean()) ** 2) / np.sum((a - a.mean()) ** 2)
     assert base["vocals/SI-SDR"] == pytest.approx(10 * np.log10(ratio), abs=0.1)
     # halving the mixture changes nothing; the true stems score very high
@@ -454,7 +454,7 @@ def test_museval_option_adds_bss_eval_v4_medians(compose, tmp_path: Path) -> Non
     task = mir_instantiate(cfg.task.separation)
     assert task.museval
     track = _labelled_track()
-    v, a = (track.stems[k] for k in task.sources)
+    v, a = (track.get("stems")[k] for k in task.sources)
     est = np.stack([v + 0.3 * a, a + 0.1 * v])
     scores = task.evaluate_track(track, est)
     keys = [f"{s}/museval-{m}" for s in task.sources for m in ("SDR", "SIR", "ISR", "SAR")]

@@ -75,10 +75,10 @@ def test_set_level_auc():
     task = TaggingTask(tags=["x", "y", "z"])
     audio = np.zeros(10, np.float32)
     tracks = [
-        Track("a", audio, 22050, tags=["x"]),
-        Track("b", audio, 22050, tags=["x", "y"]),
-        Track("c", audio, 22050, tags=["y"]),
-        Track("d", audio, 22050, tags=[]),
+        Track("a", audio, 22050, {"tags": ["x"]}),
+        Track("b", audio, 22050, {"tags": ["x", "y"]}),
+        Track("c", audio, 22050, {"tags": ["y"]}),
+        Track("d", audio, 22050, {"tags": []}),
     ]
     perfect = [np.array([0.9, 0.1, 0.5]), [0.8, 0.9, 0.5], [0.2, 0.7, 0.5], [0.1, 0.2, 0.5]]
     _, s = task.evaluate(tracks, [np.asarray(p) for p in perfect])

@@ -105,8 +105,9 @@ def test_salience_targets_are_unchanged():
         t = t[(t < 1.0) | (t > 1.2)]  # an unannotated gap
         f0 = np.where(rng.random(len(t)) < 0.2, 0.0, rng.uniform(60, 900, len(t)))
         freqs = [f0[i : i + rng.integers(0, 4)] for i in range(len(t))]
-        track = Track("x", np.zeros(n, np.float32), grid.sr, f0={"melody": (t, f0)})
-        track.multif0 = (t, freqs)
+        track = Track(
+            "x", np.zeros(n, np.float32), grid.sr, {"melody": (t, f0), "multif0": (t, freqs)}
+        )
 
         single = SingleF0Task("melody")
         single.bind(fe)  # type: ignore[arg-type]

@@ -103,8 +103,10 @@ def _synthetic(name: str, seconds: float, sr: int):
         name=name,
         audio=audio,
         sr=sr,
-        f0={"melody": (times, f0)},
-        multif0=(times, [np.array([f]) if f > 0 else np.zeros(0) for f in f0]),
+        annotations={
+            "melody": (times, f0),
+            "multif0": (times, [np.array([f]) if f > 0 else np.zeros(0) for f in f0]),
+        },
     )
 
 

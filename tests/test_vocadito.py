@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 from hydra.utils import instantiate
 
+from mir.data.track import F0_KINDS
 from mir.data.vocadito import ANNOTATION_HOP_S, SPLIT, Vocadito
 from mir.errors import DatasetError
 from mir.train import instantiate as mir_instantiate
@@ -44,15 +45,15 @@ def test_fixture_contract(vocadito_root: Path, track) -> None:
     assert track.audio.ndim == 1
     info = sf.info(str(vocadito_root / "Audio" / f"{TRACK}.wav"))
     assert abs(track.duration - info.duration) < 1e-3
-    assert set(track.stems) == {"vocals", "accompaniment"}
-    for stem in track.stems.values():
+    assert set(track.get("stems")) == {"vocals", "accompaniment"}
+    for stem in track.get("stems").values():
         assert stem.shape == track.audio.shape
         assert stem.dtype == np.float32
-    np.testing.assert_array_equal(track.stems["vocals"], track.audio)
-    assert not np.any(track.stems["accompaniment"])
-    assert set(track.f0) == {"vocal", "melody"}
-    times, freqs = track.f0["vocal"]
-    np.testing.assert_array_equal(track.f0["melody"][1], freqs)
+    np.testing.assert_array_equal(track.get("stems")["vocals"], track.audio)
+    assert not np.any(track.get("stems")["accompaniment"])
+    assert {k for k in F0_KINDS if track.has(k)} == {"vocal", "melody"}
+    times, freqs = track.get("vocal")
+    np.testing.assert_array_equal(track.get("melody")[1], freqs)
     assert times.dtype == freqs.dtype == np.float64
     assert np.all(np.diff(times) > 0)
     assert times[0] >= 0
@@ -61,13 +62,13 @@ def test_fixture_contract(vocadito_root: Path, track) -> None:
     voiced = freqs[freqs > 0]
     assert voiced.min() > 60
     assert voiced.max() < 1500
-    mf_times, frames = track.multif0
+    mf_times, frames = track.get("multif0")
     np.testing.assert_array_equal(mf_times, times)
     assert [len(f) for f in frames] == (freqs > 0).astype(int).tolist()
     assert all(f[0] == hz for f, hz in zip(frames, freqs, strict=True) if len(f))
-    assert track.onsets is None
-    assert track.beats is None
-    assert track.tags is None
+    assert not track.has("onsets")
+    assert not track.has("beats")
+    assert not track.has("tags")
     meta = track.meta
     assert (meta["singer"], meta["language"], meta["split"]) == ("S1", "Tagalog", "train")
     assert meta["average_pitch_midi"] == 50.0
@@ -82,7 +83,7 @@ def test_fixture_contract(vocadito_root: Path, track) -> None:
 
 def test_golden_f0_matches_raw_csv(vocadito_root: Path, track) -> None:
     raw = np.loadtxt(vocadito_root / "Annotations/F0" / f"{TRACK}_f0.csv", delimiter=",")
-    times, freqs = track.f0["vocal"]
+    times, freqs = track.get("vocal")
     assert raw.shape == (len(times), 2) == (5722, 2)
     np.testing.assert_allclose(times, raw[:, 0])
     np.testing.assert_allclose(np.diff(times), ANNOTATION_HOP_S, atol=1e-9)
@@ -101,7 +102,7 @@ def test_golden_f0_matches_raw_csv(vocadito_root: Path, track) -> None:
 
 
 def test_f0_agrees_with_the_audio(track) -> None:
-    times, f0 = track.f0["vocal"]
+    times, f0 = track.get("vocal")
     voiced = np.flatnonzero(f0 > 0)[::3]  # every third voiced frame keeps it cheap
 
     def agreement(offset: float) -> float:
@@ -117,7 +118,7 @@ def test_f0_agrees_with_the_audio(track) -> None:
 
 def test_notes_agree_with_f0(track) -> None:
     """Each annotated note's pitch is the median f0 over its span, within 50 cents."""
-    times, f0 = track.f0["vocal"]
+    times, f0 = track.get("vocal")
     for annotator in ("A1", "A2"):
         intervals, pitches = track.meta["notes"][annotator]
         errors = []
@@ -173,7 +174,7 @@ def test_synthetic_tracks(tmp_path: Path) -> None:
     assert ds.track_ids("validation") == ["vocadito_30"]
     assert ds.track_ids("test") == []
     track = ds.load("vocadito_30")
-    times, f0 = track.f0["vocal"]
+    times, f0 = track.get("vocal")
     assert set(np.unique(f0)) == {0.0, 220.0}  # negative (unvoiced) values read as 0 Hz
     assert f0[0] == 0
     assert f0[-1] == 0

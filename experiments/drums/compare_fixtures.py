@@ -73,8 +73,8 @@ def main() -> None:
     warnings.simplefilter("ignore")
     for tid in ids:
         track = ds.load(tid)
-        assert track.onsets is not None
-        ref_all = merge(np.concatenate(list(track.onsets.values())))
+        assert track.has("onsets")
+        ref_all = merge(np.concatenate(list(track.get("onsets").values())))
         est = module.predict_track(track)
         s = drums.evaluate_track(track, est["drums"])
         s.update({f"beats/{k}": v for k, v in beats.evaluate_track(track, est["beats"]).items()})

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from mir.audio import audio_info, load_audio
+from mir.audio import audio_info, fit_length, load_audio
 from mir.data.annotations import frame_grid, midi_to_hz, read_split_file
-from mir.data.base import SPLITS, Dataset, check_split, dataset_root
+from mir.data.base import Dataset, Splits, dataset_root
 from mir.data.track import Track
 from mir.errors import DatasetError
 
@@ -73,17 +73,12 @@ class Bach10(Dataset):
         if not self._ids:
             raise DatasetError(f"Bach10: no NN-Title piece folders found in {self.root}")
         if split_file is None:
-            self._splits = {"train": [], "validation": [], "test": list(self._ids)}
+            self._splits = Splits({"test": self._ids})
         else:
-            self._splits = read_split_file(split_file)
+            self._splits = Splits(read_split_file(split_file))
 
     def track_ids(self, split: str) -> list[str]:
-        check_split(split)
-        present = set(self._ids)
-        return sorted(t for t in self._splits[split] if t in present)
-
-    def _split_of(self, track_id: str) -> str | None:
-        return next((s for s in SPLITS if track_id in self._splits[s]), None)
+        return self._splits.ids(split, present=set(self._ids))
 
     def _part_path(self, folder: Path, track_id: str, part: str) -> Path:
         for spelling in _PART_FILES.get(part, (part,)):
@@ -112,7 +107,7 @@ class Bach10(Dataset):
                 raise DatasetError(
                     f"Bach10: {path} has {info.frames} samples but the mix has {mix_info.frames}"
                 )
-            stems[part] = _fit_length(load_audio(path, self.sr), len(audio))
+            stems[part] = fit_length(load_audio(path, self.sr), len(audio))
         # an instrumental quartet: no vocals, the whole mix is accompaniment (remix material)
         stems["vocals"] = np.zeros_like(audio)
         stems["accompaniment"] = audio.copy()
@@ -122,13 +117,16 @@ class Bach10(Dataset):
             name=track_id,
             audio=audio,
             sr=self.sr,
-            stems=stems,
-            f0={"melody": (times, f0s[0]), "bass": (times, f0s[3])},
-            multif0=multif0,
+            annotations={
+                "stems": stems,
+                "melody": (times, f0s[0]),
+                "bass": (times, f0s[3]),
+                "multif0": multif0,
+            },
             meta={
                 "dataset": "bach10",
                 "piece": track_id.split("-", 1)[1],
-                "split": self._split_of(track_id),
+                "split": self._splits.of(track_id),
                 "parts": {p: (times, f0s[i]) for i, p in enumerate(PARTS)},
                 "path": str(folder),
             },
@@ -151,10 +149,3 @@ class Bach10(Dataset):
         if not np.all(np.isfinite(midi)):
             raise DatasetError(f"Bach10: {path} contains NaN or infinite pitches")
         return frame_grid(midi.shape[1], HOP_S, FIRST_FRAME_S), midi_to_hz(midi)
-
-
-def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
-    """Trim or zero-pad (N,) audio to `n` samples (resampling may differ by a sample)."""
-    if len(x) >= n:
-        return x[:n]
-    return np.pad(x, (0, n - len(x)))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from pathlib import Path
-
-import numpy as np
 
 from mir.data.track import Track
 from mir.errors import DatasetError
@@ -57,13 +55,10 @@ class Dataset(ABC):
         return None
 
     def annotations(self, track_id: str) -> Track:
-        """The track's annotations and metadata without reading its audio (``audio``
-        empty, ``stems`` None). Datasets that implement `signals` implement this too;
-        the default reads the track through `load` and drops its audio."""
-        track = self.load(track_id)
-        track.audio = np.zeros(0, np.float32)
-        track.stems = None
-        return track
+        """The track's annotations and metadata without reading its audio (as
+        `Track.without_audio` gives: ``audio`` empty, no ``stems``). Datasets that implement
+        `signals` implement this too; the default reads the track through `load`."""
+        return self.load(track_id).without_audio()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(sr={self.sr})"
@@ -80,6 +75,35 @@ def check_split(split: str, allow_all: bool = False) -> str:
             f"unknown split {split!r}; expected one of {', '.join(SPLITS)} (or {ALL})"
         )
     return split
+
+
+class Splits:
+    """Which track ids each split holds, and the split of a track id.
+
+    Args:
+        ids: split name (of `SPLITS`) -> track ids; a missing split is empty. An id listed
+            in two splits belongs to the first of `SPLITS` that lists it.
+    """
+
+    def __init__(self, ids: Mapping[str, Iterable[str]]) -> None:
+        self._ids = {s: sorted(ids.get(s, ())) for s in SPLITS}
+        self._split: dict[str, str] = {}
+        for s in SPLITS:
+            for t in self._ids[s]:
+                self._split.setdefault(t, s)
+
+    def ids(self, split: str, present: Container[str] | None = None) -> list[str]:
+        """The sorted ids of `split`, only those in `present` when given.
+
+        Raises:
+            DatasetError: `split` is not one of `SPLITS`.
+        """
+        check_split(split)
+        return [t for t in self._ids[split] if present is None or t in present]
+
+    def of(self, track_id: str) -> str | None:
+        """The split holding `track_id`, or None where no split lists it."""
+        return self._split.get(track_id)
 
 
 # Environment variable -> the dataset's key under `data.datasets` in conf/data/*.yaml.

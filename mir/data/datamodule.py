@@ -79,7 +79,7 @@ class TrackSource:
         it = self.items[k]
         if isinstance(it, IndexEntry):
             return any(it.lends.get(n, False) for n in names)
-        stems = it.stems or {}
+        stems = it.get("stems", {})
         return any(n in stems and bool(np.any(stems[n])) for n in names)
 
     def read(self, k: int, signal: str, start: int, n: int) -> np.ndarray | None:
@@ -87,7 +87,7 @@ class TrackSource:
         it = self.items[k]
         if isinstance(it, IndexEntry):
             return read_window(it, signal, start, n)
-        x = it.audio if signal == MIXTURE else (it.stems or {}).get(signal)
+        x = it.audio if signal == MIXTURE else it.get("stems", {}).get(signal)
         if x is None:
             return None
         out = np.zeros(n, np.float32)
@@ -107,7 +107,9 @@ class TrackSource:
                 # a silent stretch of a stem that is not silent: a one-sample tail past the
                 # window keeps `Task.has_labels` answering for the whole track
                 cut[s] = np.append(x, np.float32(1.0))
-        return dataclasses.replace(a, audio=audio, stems=cut or None)  # a's annotations
+        return dataclasses.replace(
+            a, audio=audio, annotations={**a.annotations, "stems": cut or None}
+        )
 
 
 class CropDataset(TorchDataset):
@@ -228,7 +230,7 @@ class CropDataset(TorchDataset):
             stems[name] = seg
         mix = np.sum([stems[k] for k in self.remix_stems], axis=0).astype(np.float32)
         name = f"remix:{self.src.name(a)}+{self.src.name(b)}"
-        track = Track(name=name, audio=mix, sr=self.src.sr(a), stems=stems)
+        track = Track(name, mix, self.src.sr(a), {"stems": stems})
         return track, Window(0, self.crop_frames, 0, n_samples)
 
     def __getitem__(self, i: int | tuple[int, int]) -> dict:
@@ -452,8 +454,7 @@ class MirDataModule(pl.LightningDataModule):
         keep = {s for t in self.tasks.values() for s in t.stems_needed()}
         track = self.datasets[dname].load(track_id)
         track.name = f"{dname}/{track.name}"
-        if track.stems is not None:
-            track.stems = {k: v for k, v in track.stems.items() if k in keep} or None
+        track.set("stems", {k: v for k, v in track.get("stems", {}).items() if k in keep} or None)
         return track
 
     def tracks(self, split: str) -> list[Track]:
@@ -467,8 +468,9 @@ class MirDataModule(pl.LightningDataModule):
             for dname, tid in self.track_ids(split):
                 track = self.datasets[dname].load(tid)
                 track.name = f"{dname}/{track.name}"
-                if track.stems is not None:
-                    track.stems = {k: v for k, v in track.stems.items() if k in keep} or None
+                track.set(
+                    "stems", {k: v for k, v in track.get("stems", {}).items() if k in keep} or None
+                )
                 out.append(track)
             log.info("%s: %d tracks", split, len(out))
             self._tracks[split] = out

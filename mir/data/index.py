@@ -47,7 +47,7 @@ from mir.errors import DatasetError, MirError
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: `Track.annotations` keyed by kind
 MIXTURE = "mixture"
 """Name of the mixture among a track's signals (`Track.audio`)."""
 
@@ -78,8 +78,7 @@ class IndexEntry:
         file_frames: its length in frames at `file_sr`.
         signals: ``mixture`` and each stem -> recipe.
         lends: stem name -> whether it is present and not silent.
-        annotations: the track with its annotations and no audio (``audio`` empty,
-            ``stems`` None).
+        annotations: the track with its annotations and no audio (`Track.without_audio`).
         files: (path, size, mtime_ns) of each file the entry was built from.
         lengths: frames of each audio file, as indexed.
     """
@@ -110,7 +109,11 @@ class IndexEntry:
             a = self.annotations
             stems = {k: np.full(1, float(v), np.float32) for k, v in self.lends.items()}
             self._probe = dataclasses.replace(
-                a, name=self.name, audio=np.zeros(1, np.float32), sr=self.sr, stems=stems or None
+                a,
+                name=self.name,
+                audio=np.zeros(1, np.float32),
+                sr=self.sr,
+                annotations={**a.annotations, "stems": stems or None},
             )
         return self._probe
 
@@ -321,30 +324,19 @@ def _decode_track(ds: Dataset, dname: str, tid: str, folder: Path) -> IndexEntry
     folder.mkdir(parents=True, exist_ok=True)
     signals: dict[str, Recipe] = {}
     lengths: dict[str, int] = {}
-    arrays = {MIXTURE: track.audio, **(track.stems or {})}
+    arrays = {MIXTURE: track.audio, **track.get("stems", {})}
     for k, (name, x) in enumerate(arrays.items()):
         path = folder / f"{k:02d}.wav"
         data = np.asarray(x, np.float32)
         atomic_write(path, lambda tmp, d=data: sf.write(tmp, d, ds.sr, "FLOAT", format="WAV"))
         signals[name] = ((str(path), 1.0),)
         lengths[str(path)] = len(data)
-    lends = {k: bool(np.any(v)) for k, v in (track.stems or {}).items()}
+    lends = {k: bool(np.any(v)) for k, v in track.get("stems", {}).items()}
     sources = [str(v) for v in track.meta.values() if isinstance(v, str) and os.path.isfile(v)]
     for v in track.meta.values():
         if isinstance(v, dict):
             sources += [str(p) for p in v.values() if isinstance(p, str) and os.path.isfile(p)]
-    ann = Track(
-        name=f"{dname}/{track.name}",
-        audio=np.zeros(0, np.float32),
-        sr=track.sr,
-        f0=track.f0,
-        multif0=track.multif0,
-        onsets=track.onsets,
-        beats=track.beats,
-        downbeats=track.downbeats,
-        tags=track.tags,
-        meta=track.meta,
-    )
+    ann = dataclasses.replace(track.without_audio(), name=f"{dname}/{track.name}")
     return IndexEntry(
         name=ann.name,
         dataset=dname,

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mir.audio import load_audio
-from mir.data.base import Dataset, check_split, dataset_root
+from mir.data.base import Dataset, Splits, dataset_root
 from mir.data.track import Track
 from mir.errors import AudioError, DatasetError
 
@@ -84,7 +84,7 @@ class MagnaTagATune(Dataset):
         self.tag_counts = {t: int(counts[index[t]]) for t in self.tags}
         vocab = labels[:, [index[t] for t in self.tags]]  # (clips, n_tags)
         self._clips: dict[str, tuple[str, list[str]]] = {}
-        self._splits: dict[str, list[str]] = {s: [] for s in SPLIT_OF_FOLDER.values()}
+        splits: dict[str, list[str]] = {s: [] for s in SPLIT_OF_FOLDER.values()}
         for (clip_id, mp3_path, line), row in zip(clips, vocab, strict=True):
             folder = mp3_path.replace("\\", "/").split("/")[0]
             split = SPLIT_OF_FOLDER.get(folder[:1]) if len(folder) == 1 else None
@@ -101,14 +101,14 @@ class MagnaTagATune(Dataset):
                 mp3_path,
                 [t for t, on in zip(self.tags, row, strict=True) if on],
             )
-            self._splits[split].append(clip_id)
-        self._splits = {s: sorted(ids) for s, ids in self._splits.items()}
+            splits[split].append(clip_id)
+        self._splits = Splits(splits)
 
     def __repr__(self) -> str:
         return f"MagnaTagATune(root={str(self.root)!r}, sr={self.sr}, n_tags={len(self.tags)})"
 
     def track_ids(self, split: str) -> list[str]:
-        return list(self._splits[check_split(split)])
+        return self._splits.ids(split)
 
     def audio_path(self, track_id: str) -> Path:
         mp3_path = self._entry(track_id)[0]
@@ -133,7 +133,7 @@ class MagnaTagATune(Dataset):
             "audio_path": str(path),
             "clip_id": track_id,
         }
-        return Track(name=track_id, audio=audio, sr=self.sr, tags=list(tags), meta=meta)
+        return Track(track_id, audio, self.sr, {"tags": list(tags)}, meta)
 
     def _entry(self, track_id: str) -> tuple[str, list[str]]:
         track_id = str(track_id)

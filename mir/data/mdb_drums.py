@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mir.audio import load_audio
-from mir.data.base import Dataset, check_split, dataset_root
+from mir.data.base import Dataset, Splits, dataset_root
 from mir.data.track import Track
 from mir.errors import AudioError, DatasetError
 
@@ -202,7 +202,7 @@ class MDBDrums(Dataset):
         self._ids = sorted(p.name[: -len("_class.txt")] for p in ann.glob("*_class.txt"))
         if not self._ids:
             raise DatasetError(f"MDB Drums: no *_class.txt files in {ann}")
-        self._splits = fold_splits(self._ids, self.fold)
+        self._splits = Splits(fold_splits(self._ids, self.fold))
 
     def __repr__(self) -> str:
         return (
@@ -217,7 +217,7 @@ class MDBDrums(Dataset):
         return list(dict.fromkeys(table.values()))
 
     def track_ids(self, split: str) -> list[str]:
-        return list(self._splits[check_split(split)])
+        return self._splits.ids(split)
 
     def audio_path(self, track_id: str, source: str | None = None) -> Path:
         folder, suffix = AUDIO_DIRS[source or self.audio_source]
@@ -248,7 +248,7 @@ class MDBDrums(Dataset):
             if (beat_dir / name).is_file():
                 beats, downbeats = read_beats(beat_dir / name, "MDB Drums")
                 break
-        split = next(s for s, ids in self._splits.items() if track_id in ids)
+        split = self._splits.of(track_id)
         meta: dict[str, object] = {
             "split": split,
             "fold": self.fold,
@@ -265,10 +265,12 @@ class MDBDrums(Dataset):
             name=track_id,
             audio=audio,
             sr=self.sr,
-            stems=stems,
-            onsets=onsets,
-            beats=beats,
-            downbeats=downbeats,
+            annotations={
+                "stems": stems,
+                "onsets": onsets,
+                "beats": beats,
+                "downbeats": downbeats,
+            },
             meta=meta,
         )
 
@@ -358,11 +360,13 @@ class ENSTDrums(Dataset):
             )
         test, val = self.fold + 1, (self.fold + 1) % N_FOLDS + 1
         train = 6 - test - val
-        self._splits = {
-            "train": self._by_drummer[train],
-            "validation": self._by_drummer[val],
-            "test": self._by_drummer[test],
-        }
+        self._splits = Splits(
+            {
+                "train": self._by_drummer[train],
+                "validation": self._by_drummer[val],
+                "test": self._by_drummer[test],
+            }
+        )
 
     def __repr__(self) -> str:
         return (
@@ -370,7 +374,7 @@ class ENSTDrums(Dataset):
         )
 
     def track_ids(self, split: str) -> list[str]:
-        return list(self._splits[check_split(split)])
+        return self._splits.ids(split)
 
     def load(self, track_id: str) -> Track:
         drummer, _, name = track_id.partition("/")
@@ -380,11 +384,11 @@ class ENSTDrums(Dataset):
         audio = _load_audio(path, self.sr, "ENST-Drums")
         ann = self.root / drummer / "annotation" / f"{name}.txt"
         onsets = read_labelled_times(ann, _ENSTLabels(), "ENST-Drums", list(ENST_CLASSES))
-        split = next(s for s, ids in self._splits.items() if track_id in ids)
+        split = self._splits.of(track_id)
         meta: dict[str, object] = {
             "split": split,
             "drummer": drummer,
             "mix": self.mix,
             "audio_path": str(path),
         }
-        return Track(name=track_id, audio=audio, sr=self.sr, onsets=onsets, meta=meta)
+        return Track(track_id, audio, self.sr, {"onsets": onsets}, meta)

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mir.audio import audio_info, load_audio
+from mir.audio import audio_info, fit_length, load_audio
 from mir.data.annotations import (
     lowest_voice,
     read_f0_csv,
@@ -64,7 +64,7 @@ from mir.data.annotations import (
     resample_f0,
     select_voice,
 )
-from mir.data.base import SPLITS, Dataset, check_split, dataset_root
+from mir.data.base import SPLITS, Dataset, Splits, dataset_root
 from mir.data.track import Track
 from mir.errors import ConfigError, DatasetError
 
@@ -258,10 +258,10 @@ class MedleyDB(Dataset):
             on_disk = sorted(set(wanted))
         self._ids = on_disk
         if split_file in (None, ""):
-            self._splits = {k: list(v) for k, v in OFFICIAL_SPLIT.items()}
+            self._splits = Splits(OFFICIAL_SPLIT)
             self.split_source = "bittner2017"
         else:
-            self._splits = read_split_file(split_file)
+            self._splits = Splits(read_split_file(split_file))
             self.split_source = str(split_file)
 
     def __repr__(self) -> str:
@@ -273,13 +273,11 @@ class MedleyDB(Dataset):
         return list(self._ids)
 
     def track_ids(self, split: str) -> list[str]:
-        check_split(split)
-        present = set(self._ids)
-        return sorted(t for t in self._splits[split] if t in present)
+        return self._splits.ids(split, present=set(self._ids))
 
     def split_of(self, track_id: str) -> str | None:
         """The split holding `track_id`, or None if the split lists it nowhere."""
-        return next((s for s in SPLITS if track_id in self._splits[s]), None)
+        return self._splits.of(track_id)
 
     # ---- files -------------------------------------------------------------------------
 
@@ -395,9 +393,7 @@ class MedleyDB(Dataset):
             name=track_id,
             audio=audio,
             sr=self.sr,
-            stems=stems,
-            f0=f0,
-            multif0=multif0,
+            annotations={"stems": stems, **f0, "multif0": multif0},
             meta={
                 "dataset": "medleydb",
                 "artist": meta.get("artist"),
@@ -449,7 +445,7 @@ class MedleyDB(Dataset):
                     f"MedleyDB: stem {path} has {info.frames} samples but the mix has "
                     f"{mix_info.frames} (tolerance {STEM_LENGTH_TOLERANCE})"
                 )
-            stems[name] = _fit_length(load_audio(path, self.sr), n_samples)
+            stems[name] = fit_length(load_audio(path, self.sr), n_samples)
         return stems
 
     def _activation(self, track_id: str, grid: np.ndarray) -> dict[str, np.ndarray] | None:
@@ -548,10 +544,3 @@ def _labels(instrument: object) -> set[str]:
         return set()
     items = instrument if isinstance(instrument, list | tuple) else [instrument]
     return {str(i).strip().lower() for i in items}
-
-
-def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
-    """Trim or zero-pad (N,) audio to `n` samples (resampling may differ by a sample)."""
-    if len(x) >= n:
-        return x[:n]
-    return np.pad(x, (0, n - len(x)))

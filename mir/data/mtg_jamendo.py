@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mir.audio import load_audio
-from mir.data.base import SPLITS, Dataset, check_split, dataset_root
+from mir.data.base import SPLITS, Dataset, Splits, dataset_root
 from mir.data.track import Track
 from mir.errors import AudioError, DatasetError
 
@@ -108,7 +108,7 @@ class MTGJamendo(Dataset):
                 "mtg-jamendo-dataset folder, with data/splits/?)"
             )
         self._rows: dict[str, _Row] = {}
-        self._splits: dict[str, list[str]] = {}
+        splits: dict[str, list[str]] = {}
         for split in SPLITS:
             path = split_dir / f"{SUBSETS[subset]}-{split}.tsv"
             rows = _read_tsv(path)
@@ -120,7 +120,8 @@ class MTGJamendo(Dataset):
                         f"already listed in {prev.source}, line {prev.line}"
                     )
                 self._rows[row.track_id] = row
-            self._splits[split] = sorted(r.track_id for r in rows)
+            splits[split] = [r.track_id for r in rows]
+        self._splits = Splits(splits)
         found = sorted({t for r in self._rows.values() for t in r.tags})
         self.tags = list(tags) if tags is not None else found
         if len(set(self.tags)) != len(self.tags):
@@ -139,7 +140,7 @@ class MTGJamendo(Dataset):
         )
 
     def track_ids(self, split: str) -> list[str]:
-        return list(self._splits[check_split(split)])
+        return self._splits.ids(split)
 
     def audio_path(self, track_id: str) -> Path:
         """The track's audio file per `audio_format` (the ``mp3`` name when none exists)."""
@@ -165,7 +166,7 @@ class MTGJamendo(Dataset):
         except AudioError as exc:
             raise DatasetError(f"MTG-Jamendo: {exc}") from None
         present = set(row.tags)
-        split = next(s for s, ids in self._splits.items() if track_id in ids)
+        split = self._splits.of(track_id)
         meta: dict[str, object] = {
             "split": split,
             "split_index": self.split_index,
@@ -179,7 +180,7 @@ class MTGJamendo(Dataset):
             name=track_id,
             audio=audio,
             sr=self.sr,
-            tags=[t for t in self.tags if t in present],
+            annotations={"tags": [t for t in self.tags if t in present]},
             meta=meta,
         )
 

@@ -222,7 +222,7 @@ class MUSDB18(Dataset):
             meta["stem_order"] = list(STEM_ORDER)
         artist, _, title = track_id.partition(" - ")
         meta["artist"], meta["title"] = artist, title
-        return Track(name=track_id, audio=audio, sr=self.sr, stems=mono, meta=meta)
+        return Track(track_id, audio, self.sr, {"stems": mono}, meta)
 
     def signals(self, track_id: str) -> dict[str, list[tuple[Path, float]]] | None:
         """The wav files of the decoded layout (the ``.stem.mp4`` one is decoded into a

@@ -8,9 +8,12 @@ Write the shards of a dataset split, then train from them:
         data.val_urls='shards/musdb/validation-000000.tar'
 
 Conventions:
-    * One sample per track: ``track.json`` (name, rate and every annotation, as JSON),
-      ``audio.npy`` (the mono mixture, float32 at the front end's rate) and ``stems.npz``
-      (each stem, float32), read with ``allow_pickle=False``: a shard runs no code.
+    * One sample per track: ``track.json`` (format version, name, rate, metadata and
+      `Track.annotations` by kind, as JSON; arrays keep their dtype), ``audio.npy`` (the
+      mono mixture, float32 at the front end's rate) and ``arrays.npz`` (the arrays of
+      over `_INLINE` elements, such as stems, referenced from the JSON), read with
+      ``allow_pickle=False``: a shard runs no code. Version 1 samples (one JSON field per
+      kind and ``stems.npz``) are still read.
     * Shards are named ``<split>-NNNNNN.tar``; each is written to a temporary name and
       renamed when complete.
     * `urls` is anything WebDataset opens: a brace pattern of local paths, ``file:``,
@@ -54,69 +57,107 @@ log = logging.getLogger(__name__)
 # -- encoding ---------------------------------------------------------------------------------
 
 
-def _arr(x: Any) -> list:
-    return np.asarray(x, dtype=np.float64).tolist()
+SHARD_VERSION = 2
+"""2: annotations keyed by kind (`Track.annotations`); 1 had one JSON field per kind."""
+
+_INLINE = 4096  # arrays up to this many elements live in track.json, larger ones in arrays.npz
+
+
+def _encode(x: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """A JSON-ready form of an annotation value: dicts (string keys), lists, tuples,
+    strings, numbers, None and arrays; large arrays go to `arrays` by reference."""
+    if isinstance(x, np.ndarray):
+        if x.size > _INLINE:
+            key = f"a{len(arrays)}"
+            arrays[key] = x
+            return {"__npz__": key}
+        return {"__array__": x.tolist(), "dtype": x.dtype.str, "shape": list(x.shape)}
+    if isinstance(x, tuple):
+        return {"__tuple__": [_encode(v, arrays) for v in x]}
+    if isinstance(x, list):
+        return [_encode(v, arrays) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _encode(v, arrays) for k, v in x.items()}
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _decode(x: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+    if isinstance(x, list):
+        return [_decode(v, arrays) for v in x]
+    if not isinstance(x, dict):
+        return x
+    if "__npz__" in x:
+        return arrays[x["__npz__"]]
+    if "__array__" in x:
+        return np.asarray(x["__array__"], dtype=np.dtype(x["dtype"])).reshape(x["shape"])
+    if "__tuple__" in x:
+        return tuple(_decode(v, arrays) for v in x["__tuple__"])
+    return {k: _decode(v, arrays) for k, v in x.items()}
 
 
 def encode_track(track: Track, index: int) -> dict[str, Any]:
     """A WebDataset sample of one track (see the module docstring)."""
+    arrays: dict[str, Any] = {}  # name -> array (np.savez keywords)
     ann = {
+        "version": SHARD_VERSION,
         "name": track.name,
         "sr": track.sr,
-        "f0": {k: [_arr(t), _arr(f)] for k, (t, f) in track.f0.items()},
-        "multif0": None
-        if track.multif0 is None
-        else [_arr(track.multif0[0]), [_arr(f) for f in track.multif0[1]]],
-        "onsets": None if track.onsets is None else {k: _arr(v) for k, v in track.onsets.items()},
-        "beats": None if track.beats is None else _arr(track.beats),
-        "downbeats": None if track.downbeats is None else _arr(track.downbeats),
-        "tags": track.tags,
+        "annotations": _encode(track.annotations, arrays),
         "meta": json.loads(json.dumps(track.meta, default=str)),
     }
     audio = io.BytesIO()
     np.save(audio, np.asarray(track.audio, np.float32), allow_pickle=False)
-    stems = io.BytesIO()
-    arrays: dict[str, Any] = {k: np.asarray(v, np.float32) for k, v in (track.stems or {}).items()}
-    np.savez(stems, **arrays)
+    packed = io.BytesIO()
+    np.savez(packed, **arrays)
     return {
         "__key__": f"{index:08d}",
         "track.json": json.dumps(ann).encode(),
         "audio.npy": audio.getvalue(),
-        "stems.npz": stems.getvalue() if track.stems is not None else b"",
+        "arrays.npz": packed.getvalue() if arrays else b"",
     }
 
 
 def decode_track(sample: Mapping[str, Any]) -> Track:
-    """The `Track` of a sample written by `encode_track`."""
+    """The `Track` of a sample written by `encode_track` (or by version 1)."""
     where = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
     try:
         ann = json.loads(sample["track.json"])
         audio = np.load(io.BytesIO(sample["audio.npy"]), allow_pickle=False)
-        raw = sample.get("stems.npz", b"")
-        stems = None
-        if raw:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                stems = {k: z[k] for k in z.files}
-    except (KeyError, ValueError, OSError) as exc:
+        arrays: dict[str, np.ndarray] = {}
+        for field in ("arrays.npz", "stems.npz"):
+            if sample.get(field):
+                with np.load(io.BytesIO(sample[field]), allow_pickle=False) as z:
+                    arrays.update({k: z[k] for k in z.files})
+        if ann.get("version", 1) == 1:
+            annotations = _legacy_annotations(ann, arrays if sample.get("stems.npz") else None)
+        else:
+            annotations = _decode(ann["annotations"], arrays)
+    except (KeyError, ValueError, OSError, TypeError) as exc:
         raise DatasetError(f"shard sample {where}: cannot decode ({exc})") from None
+    return Track(
+        ann["name"], audio.astype(np.float32, copy=False), int(ann["sr"]), annotations, ann["meta"]
+    )
 
-    def a(x: Any) -> np.ndarray:
-        return np.asarray(x, dtype=np.float64)
+
+def _legacy_annotations(ann: dict[str, Any], stems: dict[str, np.ndarray] | None) -> dict:
+    """Version 1 samples: one JSON field per kind, f0 voices under ``f0``, stems apart."""
+
+    def a(x: Any) -> np.ndarray | None:
+        return None if x is None else np.asarray(x, dtype=np.float64)
 
     mf0 = ann["multif0"]
-    return Track(
-        name=ann["name"],
-        audio=audio.astype(np.float32, copy=False),
-        sr=int(ann["sr"]),
-        stems=stems,
-        f0={k: (a(t), a(f)) for k, (t, f) in ann["f0"].items()},
-        multif0=None if mf0 is None else (a(mf0[0]), [a(f) for f in mf0[1]]),
-        onsets=None if ann["onsets"] is None else {k: a(v) for k, v in ann["onsets"].items()},
-        beats=None if ann["beats"] is None else a(ann["beats"]),
-        downbeats=None if ann["downbeats"] is None else a(ann["downbeats"]),
-        tags=ann["tags"],
-        meta=ann["meta"],
-    )
+    onsets = ann["onsets"]
+    return {
+        "stems": stems,
+        **{k: (a(t), a(f)) for k, (t, f) in ann["f0"].items()},
+        "multif0": None if mf0 is None else (a(mf0[0]), [a(f) for f in mf0[1]]),
+        "onsets": None if onsets is None else {k: a(v) for k, v in onsets.items()},
+        "beats": a(ann["beats"]),
+        "downbeats": a(ann["downbeats"]),
+        "tags": ann["tags"],
+    }
 
 
 def write_shards(

@@ -40,7 +40,7 @@ import numpy as np
 
 from mir.audio import load_audio
 from mir.data.annotations import read_f0_csv, read_numeric_table, read_split_file
-from mir.data.base import SPLITS, Dataset, check_split, dataset_root
+from mir.data.base import Dataset, Splits, dataset_root
 from mir.data.track import Track
 from mir.errors import DatasetError
 
@@ -91,9 +91,9 @@ class Vocadito(Dataset):
                 f"vocadito: {self.audio_dir} does not exist (expected Audio/vocadito_<n>.wav)"
             )
         if split_file in (None, ""):
-            self._splits = {k: list(v) for k, v in SPLIT.items()}
+            self._splits = Splits(SPLIT)
         else:
-            self._splits = read_split_file(split_file)
+            self._splits = Splits(read_split_file(split_file))
         self._metadata = self._read_metadata(self.root / "vocadito_metadata.csv")
 
     def available(self) -> list[str]:
@@ -101,13 +101,11 @@ class Vocadito(Dataset):
         return sorted(p.stem for p in self.audio_dir.glob("vocadito_*.wav") if _TRACK.match(p.stem))
 
     def track_ids(self, split: str) -> list[str]:
-        check_split(split)
-        present = set(self.available())
-        return sorted(t for t in self._splits[split] if t in present)
+        return self._splits.ids(split, present=set(self.available()))
 
     def split_of(self, track_id: str) -> str | None:
         """The split holding `track_id`, or None if the split lists it nowhere."""
-        return next((s for s in SPLITS if track_id in self._splits[s]), None)
+        return self._splits.of(track_id)
 
     def load(self, track_id: str) -> Track:
         match = _TRACK.match(track_id)
@@ -134,9 +132,12 @@ class Vocadito(Dataset):
             name=track_id,
             audio=audio,
             sr=self.sr,
-            stems={"vocals": audio.copy(), "accompaniment": np.zeros_like(audio)},
-            f0={"vocal": (times, freqs), "melody": (times, freqs.copy())},
-            multif0=multif0,
+            annotations={
+                "stems": {"vocals": audio.copy(), "accompaniment": np.zeros_like(audio)},
+                "vocal": (times, freqs),
+                "melody": (times, freqs.copy()),
+                "multif0": multif0,
+            },
             meta={
                 "dataset": "vocadito",
                 "singer": row.get("singer_id"),

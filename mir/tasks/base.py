@@ -39,8 +39,8 @@ __all__ = [
     "Window",
     "masked_mean",
     "masked_weighted_bce",
-    "nearest_index",
     "mean_scores",
+    "nearest_index",
     "score_stats",
 ]
 

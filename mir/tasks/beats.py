@@ -6,8 +6,8 @@ one beat and one downbeat output, so both tasks can share the trunk.
 
 Conventions:
     * Outputs (K = 2, T): channel 0 is the beat, channel 1 the downbeat activation.
-    * A track is labelled when `Track.beats` is not None. When it has beats but
-      `Track.downbeats` is None, the downbeat target row is -1 ("unknown") and the loss
+    * A track is labelled when it has ``beats`` (`Track.has`). When it has beats but
+      no ``downbeats``, the downbeat target row is -1 ("unknown") and the loss
       gives those frames zero weight; an empty downbeat array is a real "none" label.
     * Targets: 1 at the frame nearest each beat (downbeat) and `widen` at its two
       neighbours (`mir.tasks.drums.onset_targets`).
@@ -120,19 +120,19 @@ class BeatsTask(Task):
         return OnsetCRNN(trunk_channels, self.grid.n_bins, 2, self.conv_channels, 4, self.hidden)
 
     def has_labels(self, track: Track) -> bool:
-        return track.beats is not None
+        return track.has("beats")
 
     def targets(self, track: Track, window: Window) -> np.ndarray:
         """(2, T) targets: beats, downbeats; the downbeat row is -1 when unknown."""
-        if track.beats is None:
+        if not track.has("beats"):
             return np.zeros((2, window.n_frames), dtype=np.float32)
         fps = self.grid.frames_per_second
-        beats = np.asarray(track.beats, dtype=np.float64)
-        if track.downbeats is None:
+        beats = np.asarray(track.get("beats"), dtype=np.float64)
+        if not track.has("downbeats"):
             out = onset_targets([beats, np.zeros(0)], fps, window, self.widen)
             out[1] = UNKNOWN
             return out
-        downbeats = np.asarray(track.downbeats, dtype=np.float64)
+        downbeats = np.asarray(track.get("downbeats"), dtype=np.float64)
         return onset_targets([beats, downbeats], fps, window, self.widen)
 
     def loss(self, output: Tensor, target: Tensor, mask: Tensor, feats: Features) -> Tensor:
@@ -165,15 +165,15 @@ class BeatsTask(Task):
         return np.asarray(beats, dtype=np.float64)
 
     def evaluate_track(self, track: Track, estimate: BeatEstimate) -> dict[str, float]:
-        assert track.beats is not None
-        ref = np.asarray(track.beats, dtype=np.float64)
+        assert track.has("beats")
+        ref = np.asarray(track.get("beats"), dtype=np.float64)
         est = np.asarray(estimate.beats, dtype=np.float64)
         scores = mir_eval.beat.evaluate(ref, est, min_beat_time=self.min_beat_time)
         out = {k: float(v) for k, v in scores.items()}
         out["downbeat/F-measure"] = float("nan")
-        if track.downbeats is not None:
+        if track.has("downbeats"):
             trim = mir_eval.beat.trim_beats
-            ref_db = trim(np.asarray(track.downbeats, dtype=np.float64), self.min_beat_time)
+            ref_db = trim(np.asarray(track.get("downbeats"), dtype=np.float64), self.min_beat_time)
             est_db = trim(np.asarray(estimate.downbeats, dtype=np.float64), self.min_beat_time)
             out["downbeat/F-measure"] = float(mir_eval.beat.f_measure(ref_db, est_db))
         return out
@@ -206,9 +206,9 @@ class BeatsTask(Task):
         from mir.callbacks import activations_figure
 
         refs = None
-        if track.beats is not None:
-            down = track.downbeats if track.downbeats is not None else np.zeros(0)
-            refs = [np.asarray(track.beats, float), np.asarray(down, float)]
+        if track.has("beats"):
+            down = track.get("downbeats", np.zeros(0))
+            refs = [np.asarray(track.get("beats"), float), np.asarray(down, float)]
         return activations_figure(
             self.name, self.grid, output, n_frames, ["beat", "downbeat"], refs
         )

@@ -4,11 +4,11 @@ After Vogl et al., "Drum Transcription via Joint Beat and Drum Modeling Using
 Convolutional Recurrent Neural Networks" (ISMIR 2017).
 
 Conventions:
-    * Classes in order `classes`: a list of `Track.onsets` keys or the name of a set in
+    * Classes in order `classes`: a list of ``onsets`` keys or the name of a set in
       `CLASS_SETS`: ``3class`` (``kick``, ``snare``, ``hihat``, the default) or ``8class``
       (``kick``, ``snare``, ``hihat_closed``, ``hihat_open``, ``tom``, ``crash``,
       ``ride``, ``other``: MDB Drums' subclass groups, `mir.data.mdb_drums.SUBCLASS_TO_8`).
-    * A track is labelled when `Track.onsets` is not None and has at least one of the
+    * A track is labelled when it has ``onsets`` with at least one of the
       classes as a key. A key that is present is a label even when empty ("none
       played"); a class whose key is absent is unknown for that track (e.g. the embedded
       set has one ``hihat`` class, not open/closed): its target row is -1, its frames get
@@ -103,7 +103,7 @@ class DrumsTask(Task):
     Args:
         name: head and metric prefix.
         weight: loss weight.
-        classes: drum classes, keys of `Track.onsets`, or a name in `CLASS_SETS`.
+        classes: drum classes, keys of the ``onsets`` annotation, or a name in `CLASS_SETS`.
         threshold: peak-picking threshold (one for all classes, or one per class).
         window: mir_eval onset tolerance in s of the main keys (and the monitor).
         extra_windows: further tolerances in s, scored as ``F-measure@<ms>ms``.
@@ -157,18 +157,16 @@ class DrumsTask(Task):
         )
 
     def has_labels(self, track: Track) -> bool:
-        return track.onsets is not None and any(c in track.onsets for c in self.classes)
+        return any(c in track.get("onsets", {}) for c in self.classes)
 
     def known(self, track: Track) -> list[bool]:
-        """Per class, whether `track` annotates it (its key is in `Track.onsets`)."""
-        return [track.onsets is not None and c in track.onsets for c in self.classes]
+        """Per class, whether `track` annotates it (its key is in its ``onsets``)."""
+        return [c in track.get("onsets", {}) for c in self.classes]
 
     def _events(self, track: Track) -> list[np.ndarray]:
         """Reference onsets per class (empty for unknown classes; see `known`)."""
-        assert track.onsets is not None
-        return [
-            np.asarray(track.onsets.get(c, np.zeros(0)), dtype=np.float64) for c in self.classes
-        ]
+        onsets = track.get("onsets")
+        return [np.asarray(onsets.get(c, np.zeros(0)), dtype=np.float64) for c in self.classes]
 
     def targets(self, track: Track, window: Window) -> np.ndarray:
         """(K, T) targets; the rows of classes the track does not annotate are -1."""
@@ -234,7 +232,7 @@ class DrumsTask(Task):
         summary = mean_scores(per_track)
         labelled = [t for t in tracks if self.has_labels(t)]
         for cls in self.classes:
-            n = sum(len(np.atleast_1d(t.onsets.get(cls, ()))) > 0 for t in labelled if t.onsets)
+            n = sum(len(np.atleast_1d(t.get("onsets", {}).get(cls, ()))) > 0 for t in labelled)
             summary[f"{cls}/tracks with onsets"] = float(n)
         return summary
 

@@ -216,11 +216,10 @@ class MultiF0Task(SalienceTask):
         super().__init__(name, **kwargs)
 
     def has_labels(self, track: Track) -> bool:
-        return track.multif0 is not None
+        return track.has("multif0")
 
     def _voices(self, track: Track, frame_times: np.ndarray) -> list[np.ndarray]:
-        assert track.multif0 is not None
-        times, freqs = track.multif0
+        times, freqs = track.get("multif0")
         if len(times) == 0:
             return []
         idx = nearest_index(times, frame_times)
@@ -248,8 +247,7 @@ class MultiF0Task(SalienceTask):
         return times, np.split(freqs, np.cumsum(counts)[:-1])
 
     def evaluate_track(self, track: Track, estimate: tuple) -> dict[str, float]:
-        assert track.multif0 is not None
-        ref_t, ref_f = track.multif0
+        ref_t, ref_f = track.get("multif0")
         est_t, est_f = estimate
         scores = mir_eval.multipitch.evaluate(
             np.asarray(ref_t), [np.asarray(f, dtype=float) for f in ref_f], est_t, est_f
@@ -296,7 +294,7 @@ class MultiF0Task(SalienceTask):
         times, freqs = self.decode(output[:, :n_frames], track)
         est = [(t, b) for t, fs in zip(times, freqs, strict=True) for b in freq_to_bin(grid, fs)]
         if self.has_labels(track):
-            rt, rf = track.multif0
+            rt, rf = track.get("multif0")
             end = n_frames / grid.frames_per_second
             ref = [
                 (t, b)
@@ -317,7 +315,7 @@ class SingleF0Task(SalienceTask):
     """One voice's f0 (melody, bass or vocal), evaluated with `mir_eval.melody`.
 
     Args:
-        voice: key of `Track.f0` this task reads (``melody``, ``bass``, ``vocal``).
+        voice: the f0 kind of `Track.annotations` this task reads (``melody``, ``bass``, ``vocal``).
     """
 
     monitor = "Overall Accuracy"
@@ -327,10 +325,10 @@ class SingleF0Task(SalienceTask):
         self.voice = voice or name
 
     def has_labels(self, track: Track) -> bool:
-        return self.voice in track.f0
+        return track.has(self.voice)
 
     def _voices(self, track: Track, frame_times: np.ndarray) -> list[np.ndarray]:
-        times, freqs = track.f0[self.voice]
+        times, freqs = track.get(self.voice)
         return [frame_values(np.asarray(times), np.asarray(freqs), frame_times)]
 
     def decode(self, output: np.ndarray, track: Track) -> tuple[np.ndarray, np.ndarray]:
@@ -342,7 +340,7 @@ class SingleF0Task(SalienceTask):
         return times, f0
 
     def evaluate_track(self, track: Track, estimate: tuple) -> dict[str, float]:
-        ref_t, ref_f = track.f0[self.voice]
+        ref_t, ref_f = track.get(self.voice)
         est_t, est_f = estimate
         scores = mir_eval.melody.evaluate(
             np.asarray(ref_t, float), np.asarray(ref_f, float), est_t, est_f
@@ -389,7 +387,7 @@ class SingleF0Task(SalienceTask):
         fig, (ax,) = axes_figure()
         self._salience_image(ax, output, n_frames)
         if self.has_labels(track):
-            t, f = track.f0[self.voice]
+            t, f = track.get(self.voice)
             keep = np.asarray(t) <= n_frames / self.grid.frames_per_second
             ax.plot(
                 np.asarray(t)[keep],

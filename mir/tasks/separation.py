@@ -5,7 +5,7 @@ After Jansson et al., "Singing Voice Separation with Deep U-Net Convolutional Ne
 
 Conventions:
     * Sources in order `sources` (default ``vocals``, ``accompaniment``), read from
-      `Track.stems`; a track is labelled when every source stem exists and is not silent.
+      the ``stems`` annotation; a track is labelled when every source stem exists and is not silent.
     * The STFT is the front end's (`frontend.stft`, same hop as the HCQT); estimates use
       the mixture phase and are inverted with `frontend.istft` to the input length.
     * Loss: L1 between the masked mixture magnitude and each source's magnitude.
@@ -109,19 +109,19 @@ class SeparationTask(Task):
         return self.sources
 
     def has_labels(self, track: Track) -> bool:
-        if track.stems is None:
-            return False
-        return all(s in track.stems and np.any(track.stems[s]) for s in self.sources)
+        stems = track.get("stems", {})
+        return all(s in stems and np.any(stems[s]) for s in self.sources)
 
     def skip_reason(self, track: Track) -> str | None:
         if self.has_labels(track):
             return None
-        if track.stems is None:
+        stems = track.get("stems")
+        if stems is None:
             return "no stems"
-        missing = [s for s in self.sources if s not in track.stems]
+        missing = [s for s in self.sources if s not in stems]
         if missing:
             return f"no {', '.join(missing)} stem"
-        silent = [s for s in self.sources if not np.any(track.stems[s])]
+        silent = [s for s in self.sources if not np.any(stems[s])]
         what = " (instrumental track)" if silent == ["vocals"] else ""
         return f"{', '.join(silent)} stem silent{what}"
 
@@ -129,10 +129,10 @@ class SeparationTask(Task):
         out = np.zeros((len(self.sources), window.n_samples), dtype=np.float32)
         if not self.has_labels(track):
             return out
-        assert track.stems is not None
+        stems = track.get("stems")
         a, b = window.start_sample, window.start_sample + window.n_samples
         for i, s in enumerate(self.sources):
-            seg = track.stems[s][a:b]
+            seg = stems[s][a:b]
             out[i, : len(seg)] = seg
         return out
 
@@ -195,8 +195,8 @@ class SeparationTask(Task):
         return est.numpy().astype(np.float32)
 
     def evaluate_track(self, track: Track, estimate: np.ndarray) -> dict[str, float]:
-        assert track.stems is not None
-        ref = np.stack([track.stems[s] for s in self.sources]).astype(np.float64)
+        stems = track.get("stems")
+        ref = np.stack([stems[s] for s in self.sources]).astype(np.float64)
         n = ref.shape[1]
         est = np.asarray(estimate, dtype=np.float64)[:, :n]
         sdr, sir, sar, _ = mir_eval.separation.bss_eval_sources(ref, est, False)
@@ -233,15 +233,15 @@ class SeparationTask(Task):
         """``<source>.wav`` per source at the input's rate, length and channels: each
         channel of the input (``ctx.channels``) masked with the raw output and inverted
         with its own phase (`mir.predict.separate_channels`). No JAMS annotation."""
-        from mir.audio import resample
+        from mir.audio import fit_length, resample
         from mir.outputs import write_stems
-        from mir.predict import _fit_length, separate_channels
+        from mir.predict import separate_channels
 
         stems = separate_channels(self, ctx.raw[self.name], ctx.channels)  # (S, C, N')
         sr_model = self.grid.sr
         if ctx.sr_in != sr_model:
             stems = np.stack([resample(s, sr_model, ctx.sr_in) for s in stems])
-        stems = _fit_length(stems, ctx.n_in)
+        stems = fit_length(stems, ctx.n_in)
         if stems.shape[1] == 1:
             stems = stems[:, 0]  # (S, N): a mono input gives mono stems
         write_stems(ctx.out_dir, self.sources, stems, ctx.sr_in)

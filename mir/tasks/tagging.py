@@ -9,7 +9,7 @@ logits; the experiments ``choi_fcn`` and ``won_shortchunk`` set each paper's exc
 length (``data.crop_seconds``) and inference chunk (``model.chunk_seconds``).
 
 Conventions:
-    * The vocabulary `tags` fixes the output order; `Track.tags` lists the tags present
+    * The vocabulary `tags` fixes the output order; the ``tags`` annotation lists the tags present
       (strings outside the vocabulary are ignored); None means the track is untagged.
     * Training excerpts carry the whole track's tags; full-track scores average the
       logits of the inference chunks, weighted by their length.
@@ -88,11 +88,11 @@ class TaggingTask(Task):
         return TagCNN(trunk_channels, len(self.tags), self.channels)
 
     def has_labels(self, track: Track) -> bool:
-        return track.tags is not None
+        return track.has("tags")
 
     def multi_hot(self, track: Track) -> np.ndarray:
         y = np.zeros(len(self.tags), dtype=np.float32)
-        for t in track.tags or ():
+        for t in track.get("tags", ()):
             if t in self.index:
                 y[self.index[t]] = 1.0
         return y
@@ -165,7 +165,7 @@ class TaggingTask(Task):
         scores = np.asarray(self.decode(output, track), dtype=np.float64)
         top = np.argsort(-scores)[:20]
         fig, (ax,) = axes_figure(height=0.25 * len(top) + 1.0)
-        true = set(track.tags or ())
+        true = set(track.get("tags", ()))
         colors = ["r" if self.tags[i] in true else "C0" for i in top]
         ax.barh(np.arange(len(top))[::-1], scores[top], color=colors)
         ax.set_yticks(np.arange(len(top))[::-1], [self.tags[i] for i in top])

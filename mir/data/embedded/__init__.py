@@ -27,6 +27,9 @@ Conventions:
     * Beats and downbeats follow the score's (single) time signature and its measures, so a
       pickup bar has beats but no downbeat; tempo is in beats per minute of the metre's beat
       unit (a dotted quarter in 6/8).
+    * Chords: majmin labels (``<root>:maj``, ``<root>:min``, ``N``; ``X`` for other
+      sonorities) of every slice of the rendered notes, from music21's root and triad
+      quality, transposition included (`chord_annotations`).
     * Tags come from `EMBEDDED_TAGS`: instrument families present, mode (music21's key
       analysis), tempo class and metre.
     * The ten Bach10 chorales, and the other settings of the same chorale tunes found in the
@@ -34,7 +37,8 @@ Conventions:
 
 Modules, in the order a piece goes through them:
     * `corpus`: which scores, in which seeded order, in which split.
-    * `annotate`: score to notes, beats, drums (in MIDI ticks), then to f0, onsets and tags.
+    * `annotate`: score to notes, beats, drums (in MIDI ticks), then to f0, onsets, chords
+      and tags.
     * `synth`: `render_piece`, the rendering phases (tempo, transposition, crop,
       instruments, drums, stems, singer, gain) and the annotations record.
     * `cache`: the on-disk format (DONE marker, checksums) and how a piece is read back.
@@ -44,11 +48,14 @@ Modules, in the order a piece goes through them:
 from mir.data.embedded.annotate import (
     DRUM_CLASSES,
     EMBEDDED_TAGS,
+    PITCH_CLASSES,
     PROGRAMS,
     ROLES,
     TPQ,
     Beat,
     Note,
+    chord_annotations,
+    chord_label,
     estimate_mode,
     has_drum_part,
 )
@@ -95,6 +102,7 @@ __all__ = [
     "EMBEDDED_TAGS",
     "FORMAT_VERSION",
     "MARKER",
+    "PITCH_CLASSES",
     "PROGRAMS",
     "ROLES",
     "SKIPPED",
@@ -112,6 +120,8 @@ __all__ = [
     "all_candidates",
     "assign_splits",
     "bwv_number",
+    "chord_annotations",
+    "chord_label",
     "default_root",
     "estimate_mode",
     "has_drum_part",

@@ -1,4 +1,5 @@
-"""Score to annotations for the embedded dataset: notes, beats, drums, f0, onsets and tags.
+"""Score to annotations for the embedded dataset: notes, beats, drums, f0, onsets, chords
+and tags.
 
 Everything before rendering is in MIDI ticks (`TPQ` per quarter note); the functions at
 the end turn ticks into the annotations written beside the audio, in s and Hz.
@@ -12,12 +13,19 @@ Conventions:
     * Drum onsets by class of `DRUM_CLASSES`: ``kick`` (GM 36), ``snare`` (38) and
       ``hihat`` (42 and 46), in s.
     * Beats follow the score's measures: a pickup bar has beats but no downbeat.
+    * Chords (majmin): the score cut into slices wherever a note starts or ends (as
+      music21's ``chordify`` does), each slice named from music21's root and triad quality
+      of its sounding pitches: ``<root>:maj`` or ``<root>:min`` (roots spelled with sharps),
+      ``N`` where nothing sounds, ``X`` (unknown, left out of training and scoring) for
+      other sonorities (diminished, augmented, a bare fifth, a single note). Repeated labels
+      are merged; the intervals cover the audio from 0 s to its end.
     * Tags come from `EMBEDDED_TAGS`: instrument families, mode, tempo class and metre.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -379,3 +387,45 @@ def piece_tags(
     families = sorted({PROGRAMS[p][1] for p in programs.values()} | ({"drums"} if drums else set()))
     metre = "triple" if int(ts.beatCount) % 3 == 0 else "duple"  # type: ignore[attr-defined]
     return [t for t in EMBEDDED_TAGS if t in {*families, mode, tempo_class, metre}]
+
+
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+"""Root names of the chord labels (sharps), pitch class 0..11."""
+
+
+@lru_cache(maxsize=4096)
+def chord_label(pitches: frozenset[int]) -> str:
+    """The majmin label of a set of sounding MIDI pitches: music21's root and triad quality
+    (``major`` -> ``<root>:maj``, ``minor`` -> ``<root>:min``), ``N`` for no pitch, ``X``
+    for any other quality."""
+    if not pitches:
+        return "N"
+    from music21 import chord
+
+    c = chord.Chord(sorted(pitches))
+    suffix = {"major": "maj", "minor": "min"}.get(c.quality)
+    if suffix is None:
+        return "X"
+    return f"{PITCH_CLASSES[c.root().pitchClass]}:{suffix}"
+
+
+def chord_annotations(
+    parts: dict[str, list[Note]], sec_per_tick: float, duration: float
+) -> list[list[float | str]]:
+    """``[start s, end s, label]`` rows of the chords of `parts` (see the module docstring),
+    merged where a label repeats, covering ``[0, duration]`` s."""
+    notes = [n for ns in parts.values() for n in ns if n.end > n.start]
+    end_tick = duration / sec_per_tick
+    cuts = sorted({0, *(t for n in notes for t in (n.start, n.end) if t < end_tick)})
+    rows: list[list[float | str]] = []
+    for k, a in enumerate(cuts):
+        b = cuts[k + 1] if k + 1 < len(cuts) else None
+        sounding = frozenset(n.pitch for n in notes if n.start <= a and n.end > a)
+        label = chord_label(sounding)
+        start = a * sec_per_tick
+        stop = duration if b is None else b * sec_per_tick
+        if rows and rows[-1][2] == label:
+            rows[-1][1] = stop
+        elif stop > start:
+            rows.append([start, stop, label])
+    return rows

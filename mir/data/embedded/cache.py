@@ -218,20 +218,19 @@ def _track(
     times = np.arange(n_frames) * hop / sr
     f0 = {r: np.asarray(v, dtype=np.float64) for r, v in ann["f0"].items()}
     melody = f0["soprano"]
-    return Track(
-        name=track_id,
-        audio=audio,
-        sr=sr,
-        stems=stems,
-        f0={
-            "melody": (times, melody),
-            "vocal": (times, melody.copy()),
-            "bass": (times, f0["bass"]),
-        },
-        multif0=(times, [np.asarray(f, dtype=np.float64) for f in ann["multif0"]]),
-        onsets={k: np.asarray(v, dtype=np.float64) for k, v in ann["onsets"].items()},
-        beats=np.asarray(ann["beats"], dtype=np.float64),
-        downbeats=np.asarray(ann["downbeats"], dtype=np.float64),
-        tags=list(ann["tags"]),
-        meta=dict(ann["meta"], split=split),
-    )
+    annotations = {
+        "stems": stems,
+        "melody": (times, melody),
+        "vocal": (times, melody.copy()),
+        "bass": (times, f0["bass"]),
+        "multif0": (times, [np.asarray(f, dtype=np.float64) for f in ann["multif0"]]),
+        "onsets": {k: np.asarray(v, dtype=np.float64) for k, v in ann["onsets"].items()},
+        "beats": np.asarray(ann["beats"], dtype=np.float64),
+        "downbeats": np.asarray(ann["downbeats"], dtype=np.float64),
+        "chords": (
+            np.array([r[:2] for r in ann["chords"]], dtype=np.float64).reshape(-1, 2),
+            [str(r[2]) for r in ann["chords"]],
+        ),
+        "tags": list(ann["tags"]),
+    }
+    return Track(track_id, audio, sr, annotations, dict(ann["meta"], split=split))

@@ -33,6 +33,7 @@ from mir.data.embedded.annotate import (
     Note,
     beat_annotations,
     beat_grid,
+    chord_annotations,
     drum_part,
     estimate_mode,
     f0_annotations,
@@ -46,8 +47,8 @@ from mir.data.embedded.corpus import MAX_PARTS, MIN_PARTS, Candidate, bwv_number
 from mir.data.singing import sing
 from mir.errors import DatasetError
 
-FORMAT_VERSION = 1
-"""Bumped whenever rendering changes, so that old caches are never trusted."""
+FORMAT_VERSION = 2
+"""Bumped whenever rendering changes, so that old caches are never trusted (2: chords)."""
 
 TEMPO_CLASSES: dict[str, tuple[float, float]] = {
     "slow": (60.0, 85.0),
@@ -394,6 +395,7 @@ def render_piece(
         "onsets": onset_annotations(drums, sec_per_tick),
         "beats": beat_times,
         "downbeats": downbeats,
+        "chords": chord_annotations(parts, sec_per_tick, crop.duration),
         "tags": piece_tags(programs, drums, mode, tempo.tempo_class, ts),
         "meta": {
             "corpus_path": cand.corpus_path,
