@@ -302,25 +302,69 @@ def multif0_to_notes(
 
 
 # -- MIDI -----------------------------------------------------------------------------------
-def _write_midi(path: str | os.PathLike[str], instruments: list[Any]) -> Path:
-    import pretty_midi
+_TICKS_PER_BEAT = 960
+_TEMPO = 500_000  # microseconds a beat: 120 bpm, so a tick is 1/1920 s (~0.5 ms)
 
-    pm = pretty_midi.PrettyMIDI(resolution=960, initial_tempo=120.0)  # ~0.5 ms ticks
-    pm.instruments.extend(instruments)
-    return atomic_write(path, lambda tmp: pm.write(tmp))
+
+def _varlen(n: int) -> bytes:
+    """A MIDI variable-length quantity."""
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(reversed(out))
+
+
+def _write_midi(
+    path: str | os.PathLike[str],
+    starts: np.ndarray,
+    ends: np.ndarray,
+    pitches: np.ndarray,
+    program: int,
+    channel: int,
+    name: str,
+) -> Path:
+    """Write one instrument's notes (velocity 100) as a type-1 MIDI file: the bytes
+    ``pretty_midi`` writes for them (960 ticks a beat at 120 bpm; a timing track; events
+    by tick, then pitch, a note's end before a start of the same pitch), built from arrays,
+    so a long track's notes are never Python objects (pretty_midi and mido hold about
+    0.8 kB a note while writing)."""
+    scale = 60.0 / (120.0 * _TICKS_PER_BEAT)  # s a tick, as pretty_midi computes it
+    n = len(starts)
+    ticks = np.rint(np.concatenate([starts, ends]).astype(np.float64) / scale).astype(np.int64)
+    notes = np.concatenate([pitches, pitches]).astype(np.int64)
+    vel = np.concatenate([np.full(n, 100), np.zeros(n)]).astype(np.int64)
+    order = np.lexsort((vel, notes, ticks))
+    ticks, notes, vel = ticks[order], notes[order], vel[order]
+    deltas = np.diff(ticks, prepend=0)
+    track = bytearray()
+    if name:
+        text = name.encode("ascii")
+        track += b"\x00\xff\x03" + _varlen(len(text)) + text
+    track += bytes([0, 0xC0 | channel, program])
+    status = 0x90 | channel
+    for i, (d, k, v) in enumerate(zip(deltas.tolist(), notes.tolist(), vel.tolist(), strict=True)):
+        track += _varlen(d) + (bytes([status, k, v]) if i == 0 else bytes([k, v]))
+    track += b"\x01\xff\x2f\x00"  # end of track one tick after the last event
+    timing = (
+        b"\x00\xff\x51\x03" + _TEMPO.to_bytes(3, "big") + b"\x00\xff\x58\x04\x04\x02\x18\x08"
+        b"\x01\xff\x2f\x00"
+    )
+    data = b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big") + (2).to_bytes(2, "big")
+    data += _TICKS_PER_BEAT.to_bytes(2, "big")
+    for chunk in (timing, bytes(track)):
+        data += b"MTrk" + len(chunk).to_bytes(4, "big") + chunk
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def write_notes_midi(
     path: str | os.PathLike[str], notes: Sequence[Note], program: int = 0, name: str = ""
 ) -> Path:
     """Write notes (onset s, offset s, Hz) as a one-track MIDI file, pitches rounded."""
-    import pretty_midi
-
-    inst = pretty_midi.Instrument(program=int(program), name=name)
-    for onset, offset, hz in notes:
-        pitch = int(np.clip(np.rint(hz_to_midi(hz)), 0, 127))
-        inst.notes.append(pretty_midi.Note(100, pitch, float(onset), float(offset)))
-    return _write_midi(path, [inst])
+    arr = np.asarray(notes, dtype=np.float64).reshape(-1, 3)
+    pitches = np.clip(np.rint(hz_to_midi(arr[:, 2])), 0, 127).astype(np.int64)
+    return _write_midi(path, arr[:, 0], arr[:, 1], pitches, int(program), 0, name)
 
 
 def write_drums_midi(
@@ -335,19 +379,20 @@ def write_drums_midi(
     Returns:
         The path, and the classes that have no General-MIDI key (left out of the file).
     """
-    import pretty_midi
-
-    inst = pretty_midi.Instrument(program=0, is_drum=True, name="drums")
     unmapped = []
-    for cls, times in zip(classes, onsets, strict=True):
+    times, keys = [], []
+    for cls, t in zip(classes, onsets, strict=True):
         key = GM_DRUMS.get(cls.lower().replace("-", "_").replace(" ", "_"))
         if key is None:
             unmapped.append(cls)
             continue
-        for t in np.asarray(times, dtype=np.float64):
-            inst.notes.append(pretty_midi.Note(100, key, float(t), float(t) + DRUM_NOTE_SECONDS))
-    inst.notes.sort(key=lambda n: (n.start, n.pitch))
-    return _write_midi(path, [inst]), unmapped
+        t = np.asarray(t, dtype=np.float64).ravel()
+        times.append(t)
+        keys.append(np.full(len(t), key, dtype=np.int64))
+    start = np.concatenate(times) if times else np.zeros(0)
+    pitch = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    path = _write_midi(path, start, start + DRUM_NOTE_SECONDS, pitch, 0, 9, "drums")
+    return path, unmapped
 
 
 # -- JAMS -----------------------------------------------------------------------------------

@@ -120,6 +120,48 @@ def test_onsets_jams_in_time_then_class_order(tmp_path):
     assert back.sandbox.task == "drums"
 
 
+def _pretty_midi_file(path, notes, program=0, name="", is_drum=False):
+    """The MIDI file pretty_midi writes (what `mir.outputs` used before its own writer)."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(resolution=960, initial_tempo=120.0)
+    inst = pretty_midi.Instrument(program=program, is_drum=is_drum, name=name)
+    inst.notes += [pretty_midi.Note(100, p, float(a), float(b)) for a, b, p in notes]
+    pm.instruments.append(inst)
+    pm.write(str(path))
+    return path.read_bytes()
+
+
+def test_midi_writer_writes_pretty_midis_bytes(tmp_path):
+    rng = np.random.default_rng(1)
+    onsets = np.round(rng.uniform(0, 30, 400), 3)
+    onsets[:3] = 0.0
+    offsets = onsets + rng.choice([0.05, 0.1, 0.5, 1.0], 400)
+    hz = 440.0 * 2.0 ** ((rng.integers(40, 80, 400) - 69) / 12)
+    hz[10:20] = hz[0]  # same pitch: an end meets a start
+    onsets[11] = offsets[10]
+    offsets[11] = onsets[11] + 0.1
+    notes = [(float(a), float(b), float(h)) for a, b, h in zip(onsets, offsets, hz, strict=True)]
+    pitches = [int(np.clip(np.rint(outputs.hz_to_midi(h)), 0, 127)) for h in hz]
+    for name, subset in (("melody", notes), ("", notes[:5]), ("x", [])):
+        outputs.write_notes_midi(tmp_path / "ours.mid", subset, name=name)
+        ref = [(a, b, p) for (a, b, _), p in zip(subset, pitches, strict=False)]
+        want = _pretty_midi_file(tmp_path / "ref.mid", ref, name=name)
+        assert (tmp_path / "ours.mid").read_bytes() == want, name
+    classes = ["kick", "snare", "hihat", "cowbell"]
+    hits = [np.sort(rng.uniform(0, 20, k)) for k in (50, 40, 60, 5)]
+    hits[1][:3] = hits[0][:3]  # kick and snare together
+    _, unmapped = outputs.write_drums_midi(tmp_path / "ours.mid", classes, hits)
+    assert unmapped == ["cowbell"]
+    ref = [
+        (float(t), float(t) + outputs.DRUM_NOTE_SECONDS, key)
+        for key, ts in zip((36, 38, 42), hits[:3], strict=True)
+        for t in ts
+    ]
+    want = _pretty_midi_file(tmp_path / "ref.mid", ref, name="drums", is_drum=True)
+    assert (tmp_path / "ours.mid").read_bytes() == want
+
+
 def test_drums_midi_uses_general_midi_channel_10(tmp_path):
     import pretty_midi
 
