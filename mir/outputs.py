@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+from array import array
 from bisect import insort
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -210,7 +211,7 @@ def f0_to_notes(
     f0: np.ndarray,
     min_duration: float = 0.05,
     tolerance_cents: float = 50.0,
-) -> list[Note]:
+) -> np.ndarray:
     """Segment a single-voice f0 series into notes.
 
     A note is a run of voiced frames whose pitches stay within +-`tolerance_cents` of the
@@ -223,13 +224,13 @@ def f0_to_notes(
         tolerance_cents: allowed deviation from the note's median pitch, in cents.
 
     Returns:
-        Notes as (onset s, offset s, median pitch Hz), in time order.
+        (n, 3) float64 notes (onset s, offset s, median pitch Hz), in time order.
     """
     times = np.asarray(times, dtype=np.float64)
     f0 = np.asarray(f0, dtype=np.float64)
     period = _frame_period(times)
     tol = tolerance_cents / 100.0  # semitones
-    notes: list[Note] = []
+    notes = array("d")  # onset, offset, Hz of each note, flat: 24 bytes a note
     run: list[int] = []  # frame indices of the current note
     sorted_pitch: list[float] = []  # its pitches (MIDI), kept sorted for the median
 
@@ -238,7 +239,7 @@ def f0_to_notes(
             return
         onset, offset = times[run[0]], times[run[-1]] + period
         if offset - onset >= min_duration - 1e-9:
-            notes.append((float(onset), float(offset), float(np.median(f0[run]))))
+            notes.extend((float(onset), float(offset), float(np.median(f0[run]))))
         run.clear()
         sorted_pitch.clear()
 
@@ -255,12 +256,12 @@ def f0_to_notes(
         run.append(i)
         insort(sorted_pitch, pitch)
     close()
-    return notes
+    return np.frombuffer(notes, dtype=np.float64).reshape(-1, 3).copy()
 
 
 def multif0_to_notes(
     times: np.ndarray, freqs: Sequence[np.ndarray], min_duration: float = 0.05
-) -> list[Note]:
+) -> np.ndarray:
     """Segment multi-f0 into notes: runs of consecutive frames with the same MIDI pitch.
 
     Args:
@@ -269,18 +270,19 @@ def multif0_to_notes(
         min_duration: shortest note kept, in s.
 
     Returns:
-        Notes as (onset s, offset s, median Hz of the run), sorted by onset then pitch.
+        (n, 3) float64 notes (onset s, offset s, median Hz of the run), sorted by onset
+        then pitch (a long track's notes are never Python tuples).
     """
     times = np.asarray(times, dtype=np.float64)
     period = _frame_period(times)
     active: dict[int, tuple[int, list[float]]] = {}  # MIDI pitch -> (first frame, Hz values)
-    notes: list[Note] = []
+    notes = array("d")  # onset, offset, Hz of each note, flat: 24 bytes a note
 
     def close(pitch: int, last: int) -> None:
         first, hz = active.pop(pitch)
         onset, offset = times[first], times[last] + period
         if offset - onset >= min_duration - 1e-9:
-            notes.append((float(onset), float(offset), float(np.median(hz))))
+            notes.extend((float(onset), float(offset), float(np.median(hz))))
 
     for i, fs in enumerate(freqs):
         fs = np.asarray(fs, dtype=np.float64)
@@ -297,8 +299,8 @@ def multif0_to_notes(
                 active[p] = (i, [hz])
     for p in list(active):
         close(p, len(times) - 1)
-    notes.sort(key=lambda n: (n[0], n[2]))
-    return notes
+    out = np.frombuffer(notes, dtype=np.float64).reshape(-1, 3)
+    return out[np.lexsort((out[:, 2], out[:, 0]))]  # stable, as sorting by (onset, Hz)
 
 
 # -- MIDI -----------------------------------------------------------------------------------
@@ -359,7 +361,10 @@ def _write_midi(
 
 
 def write_notes_midi(
-    path: str | os.PathLike[str], notes: Sequence[Note], program: int = 0, name: str = ""
+    path: str | os.PathLike[str],
+    notes: Sequence[Note] | np.ndarray,
+    program: int = 0,
+    name: str = "",
 ) -> Path:
     """Write notes (onset s, offset s, Hz) as a one-track MIDI file, pitches rounded."""
     arr = np.asarray(notes, dtype=np.float64).reshape(-1, 3)
@@ -446,10 +451,10 @@ def multif0_rows(times: np.ndarray, freqs: Sequence[np.ndarray]) -> Iterator[dic
             yield {"time": float(t), "duration": 0.0, "value": value, "confidence": None}
 
 
-def notes_rows(notes: Sequence[Note]) -> Iterator[dict[str, Any]]:
-    """``note_hz`` observations of note events."""
-    for onset, offset, hz in notes:
-        yield {"time": onset, "duration": offset - onset, "value": float(hz), "confidence": None}
+def notes_rows(notes: Sequence[Note] | np.ndarray) -> Iterator[dict[str, Any]]:
+    """``note_hz`` observations of note events ((n, 3) onset s, offset s, Hz)."""
+    for onset, offset, hz in np.asarray(notes, dtype=np.float64).reshape(-1, 3).tolist():
+        yield {"time": onset, "duration": offset - onset, "value": hz, "confidence": None}
 
 
 def f0_annotation(task: str, times: np.ndarray, f0: np.ndarray, duration: float) -> Any:
@@ -465,7 +470,7 @@ def multif0_annotation(
     return LazyAnnotation("pitch_contour", task, duration, rows).materialise()
 
 
-def notes_annotation(task: str, notes: Sequence[Note], duration: float) -> Any:
+def notes_annotation(task: str, notes: Sequence[Note] | np.ndarray, duration: float) -> Any:
     """A ``note_hz`` annotation of note events."""
     return LazyAnnotation("note_hz", task, duration, lambda: notes_rows(notes)).materialise()
 

@@ -273,14 +273,18 @@ def test_second_training_in_a_run_dir_refuses_naming_the_pid(compose, tmp_path):
     from mir.train import LOCK, run
 
     holder = subprocess.Popen(  # another training holding the run dir's lock
-        [sys.executable, "-c",
-         "import fcntl, os, sys, time\n"
-         f"fd = os.open({str(tmp_path / LOCK)!r}, os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-         "os.write(fd, f'{os.getpid()}\\n'.encode())\n"
-         "print('locked', flush=True)\n"
-         "time.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(tmp_path / LOCK)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -303,14 +307,18 @@ def _hold_lock(folder: Path) -> subprocess.Popen:
 
     folder.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import fcntl, os, sys, time\n"
-         f"fd = os.open({str(folder / LOCK)!r}, os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-         "os.write(fd, f'{os.getpid()}\\n'.encode())\n"
-         "print('locked', flush=True)\n"
-         "time.sleep(120)\n"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(folder / LOCK)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(120)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "locked"
     return holder
@@ -327,9 +335,21 @@ def test_busy_run_dir_is_refused_before_hydra_writes_in_it(tmp_path, multirun):
     try:
         mode = ["-m", f"hydra.sweep.dir={busy}"] if multirun else [f"hydra.run.dir={busy}"]
         r = subprocess.run(
-            [sys.executable, "-m", "mir.train", *mode, "task=melody", "trainer=smoke",
-             "frontend=tiny", "model=tiny", "logger=[csv]"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "mir.train",
+                *mode,
+                "task=melody",
+                "trainer=smoke",
+                "frontend=tiny",
+                "model=tiny",
+                "logger=[csv]",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert r.returncode == 2, r.stderr[-3000:]
         assert r.stderr.strip().splitlines()[-1] == (
@@ -352,11 +372,14 @@ def test_lock_is_released_by_a_finished_or_killed_run(tmp_path):
     with run_dir_lock(tmp_path):  # released on exit: a later run in the same dir may start
         pass
     killed = subprocess.run(
-        [sys.executable, "-c",
-         "import fcntl, os, signal\n"
-         f"fd = os.open({str(tmp_path / LOCK)!r}, os.O_RDWR)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-         "os.kill(os.getpid(), signal.SIGKILL)\n"],
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, signal\n"
+            f"fd = os.open({str(tmp_path / LOCK)!r}, os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n",
+        ],
         timeout=60,
     )
     assert killed.returncode == -9

@@ -622,7 +622,10 @@ def test_unet_separation_is_streamed_and_equals_the_whole_track(compose, tmp_pat
 
 # -- the Hydra apps: conf/predict.yaml, conf/evaluate.yaml, conf/export.yaml -----------------
 def test_predict_app_writes_only_its_output_in_the_working_folder(
-    trained_ckpt, tmp_path, monkeypatch, capsys  # noqa: F811
+    trained_ckpt,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    capsys,
 ):
     """A run of the Hydra app leaves no outputs/, .hydra/ or log file in the caller's folder;
     relative paths are read from that folder (no chdir)."""
@@ -655,3 +658,23 @@ def test_apps_sweep_over_checkpoints_with_one_line_errors(tmp_path, monkeypatch,
     err = capsys.readouterr().err.strip().splitlines()
     want = [f"error: {c}: checkpoint file does not exist" for c in (a, b)]
     assert [line for line in err if line.startswith("error:")] == want * 3
+
+
+def test_notes_are_compact_arrays_in_onset_then_pitch_order():
+    """Note segmentation returns (n, 3) float64 arrays (24 bytes a note, no Python tuples,
+    so a 3-hour track's notes stay small), multi-f0 notes sorted by onset then Hz."""
+    from mir.outputs import f0_to_notes, multif0_to_notes, notes_rows
+
+    t = np.arange(100) * 0.01
+    notes = multif0_to_notes(
+        t, [np.array([440.0, 220.0]) if x < 0.5 else np.array([330.0]) for x in t]
+    )
+    assert isinstance(notes, np.ndarray)
+    assert notes.dtype == np.float64
+    np.testing.assert_allclose(notes, [[0, 0.5, 220], [0, 0.5, 440], [0.5, 1.0, 330]])
+    single = f0_to_notes(t, np.where(t < 0.3, 440.0, np.where(t < 0.32, 0.0, 220.0)))
+    np.testing.assert_allclose(single, [[0, 0.3, 440], [0.32, 1.0, 220]])
+    assert f0_to_notes(t, np.zeros(100)).shape == (0, 3)
+    rows = list(notes_rows(notes))
+    assert [type(r["time"]) for r in rows] == [float] * 3  # JSON-ready, as before
+    assert rows[2] == {"time": 0.5, "duration": 0.5, "value": 330.0, "confidence": None}
