@@ -357,32 +357,28 @@ class HarmonicCQT(nn.Module):
             self.n_fft,
         )
 
+    # The frame and bin conversions are the grid's (defined once, in `mir.grid.Grid`).
     @property
     def frames_per_second(self) -> float:
         """Frame rate in frames per second (sr / hop)."""
-        return self.sr / self.hop
+        return self.grid.frames_per_second
 
     @property
     def freqs(self) -> np.ndarray:
         """Centre frequencies of the f0 grid (harmonic 1), in Hz, shape (F,)."""
-        return self.fmin * 2.0 ** (np.arange(self.n_bins) / self.bins_per_octave)
+        return self.grid.freqs
 
     def n_frames(self, n_samples: int) -> int:
-        """Number of frames for a clip of `n_samples` samples: ``1 + n_samples // hop``.
-
-        Frames are centred (librosa ``center=True``), so any clip of at least one sample gives at
-        least one frame.
+        """Number of frames for a clip of `n_samples` samples (`Grid.n_frames`).
 
         Raises:
             ValueError: `n_samples` < 1.
         """
-        if n_samples < 1:
-            raise ValueError(f"HarmonicCQT: audio has {n_samples} samples; need at least 1")
-        return 1 + int(n_samples) // self.hop
+        return self.grid.n_frames(n_samples)
 
     def frame_times(self, n_frames: int) -> np.ndarray:
-        """Centre time of each frame, in seconds, shape (T,): frame t is at ``t * hop / sr``."""
-        return np.arange(int(n_frames)) * (self.hop / self.sr)
+        """Centre time of each frame, in seconds, shape (T,) (`Grid.frame_times`)."""
+        return self.grid.frame_times(n_frames)
 
     # ------------------------------------------------------------------ public transforms
     def forward(self, audio: Tensor) -> Tensor:
