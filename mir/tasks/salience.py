@@ -20,6 +20,7 @@ Conventions:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -210,6 +211,21 @@ class SalienceTask(Task):
         extent = time_extent(self.grid, n_frames, len(sal))
         ax.imshow(sal, origin="lower", aspect="auto", vmin=0, vmax=1, extent=extent)
 
+    def _write_notes(
+        self, ctx: OutputContext, notes: np.ndarray, contour_rows: Callable[[], Iterator[Any]]
+    ) -> list[Any]:
+        """``<name>.mid`` from `notes`, and the JAMS ``pitch_contour`` (from `contour_rows`)
+        and ``note_hz`` annotations, streamed when the JAMS file is written."""
+        from mir import outputs
+
+        outputs.write_notes_midi(ctx.out_dir / f"{self.name}.mid", notes, name=self.name)
+        return [
+            outputs.LazyAnnotation("pitch_contour", self.name, ctx.duration, contour_rows),
+            outputs.LazyAnnotation(
+                "note_hz", self.name, ctx.duration, lambda: outputs.notes_rows(notes)
+            ),
+        ]
+
 
 class MultiF0Task(SalienceTask):
     """Multi-f0 estimation: every active f0 per frame (`mir_eval.multipitch`)."""
@@ -281,17 +297,9 @@ class MultiF0Task(SalienceTask):
         from mir import outputs
 
         times, freqs = estimate
-        notes = outputs.multif0_to_notes(times, freqs, min_duration=ctx.min_note)
         outputs.write_multif0(ctx.out_dir / f"{self.name}.csv", times, freqs)
-        outputs.write_notes_midi(ctx.out_dir / f"{self.name}.mid", notes, name=self.name)
-        return [
-            outputs.LazyAnnotation(
-                "pitch_contour", self.name, ctx.duration, lambda: outputs.multif0_rows(times, freqs)
-            ),
-            outputs.LazyAnnotation(
-                "note_hz", self.name, ctx.duration, lambda: outputs.notes_rows(notes)
-            ),
-        ]
+        notes = outputs.multif0_to_notes(times, freqs, min_duration=ctx.min_note)
+        return self._write_notes(ctx, notes, lambda: outputs.multif0_rows(times, freqs))
 
     def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
         """Salience, and the decoded piano roll against the reference."""
@@ -384,17 +392,9 @@ class SingleF0Task(SalienceTask):
         from mir import outputs
 
         times, f0 = estimate
-        notes = outputs.f0_to_notes(times, f0, min_duration=ctx.min_note)
         outputs.write_f0(ctx.out_dir / f"{self.name}.csv", times, f0)
-        outputs.write_notes_midi(ctx.out_dir / f"{self.name}.mid", notes, name=self.name)
-        return [
-            outputs.LazyAnnotation(
-                "pitch_contour", self.name, ctx.duration, lambda: outputs.f0_rows(times, f0)
-            ),
-            outputs.LazyAnnotation(
-                "note_hz", self.name, ctx.duration, lambda: outputs.notes_rows(notes)
-            ),
-        ]
+        notes = outputs.f0_to_notes(times, f0, min_duration=ctx.min_note)
+        return self._write_notes(ctx, notes, lambda: outputs.f0_rows(times, f0))
 
     def figure(self, track: Track, output: np.ndarray, n_frames: int) -> Any:
         """Salience (F, T) with the reference f0 drawn over it."""
