@@ -3,7 +3,7 @@ intervals, paired differences with Wilcoxon signed-rank tests, Holm-corrected.
 
 Usage (through ``mir.report``):
     python -m mir.report compare <run or multirun dir> [[<label>=]<dir> ...] [--by KEY]
-        [--metric <task>/<mir_eval key> ...] [--out PREFIX] [--wandb]
+        [--against SYSTEM ...] [--metric <task>/<mir_eval key> ...] [--out PREFIX] [--wandb]
 
 Inputs: per-track test scores, as `mir.train` writes them (``scores.json``,
 ``test_per_track``) and as `mir.evaluate` and the peer scripts write them
@@ -27,8 +27,13 @@ Statistics, per ``<task>/<metric>``, over the tracks scored by every run that ha
       bootstrap interval (tracks resampled jointly; seeds jointly when both systems ran the
       same seeds, else each system's independently),
       and the Wilcoxon signed-rank p-value over tracks (`scipy.stats.wilcoxon`; p = 1 when
-      every difference is 0), Holm-corrected over every pair of every metric of the table
-      (`statsmodels.stats.multitest.multipletests`).
+      every difference is 0), Holm-corrected over every tested pair of every metric of the
+      table (`statsmodels.stats.multitest.multipletests`).
+
+Which pairs are tested: with ``--against NAME`` (repeatable) only the pairs that involve one
+of those systems, written as NAME - other; else every pair except those of two trivial
+baselines (entries named ``baseline``), whose difference is no question anyone asks. Fewer
+tests make Holm's correction less severe, so name the systems the table is about.
 """
 
 from __future__ import annotations
@@ -333,22 +338,51 @@ def default_metric(task: str) -> list[str]:
         return []
 
 
+def is_baseline(system: str) -> bool:
+    """A trivial baseline's entry (``baseline`` or ``<folder>/baseline``)."""
+    return system == "baseline" or system.endswith("/baseline")
+
+
+def tested_pairs(names: Sequence[str], against: Sequence[str] | None) -> list[tuple[str, str]]:
+    """The (A, B) pairs a table tests, A - B: with `against`, each pair that involves one
+    of those systems (that one as A); else every pair but those of two baselines."""
+    pairs = []
+    for a, b in itertools.combinations(names, 2):
+        if against:
+            if b in against and a not in against:
+                a, b = b, a
+            if a not in against:
+                continue
+        elif is_baseline(a) and is_baseline(b):
+            continue
+        pairs.append((a, b))
+    return pairs
+
+
 def compare(
-    runs: Sequence[Run], metrics: Sequence[tuple[str, str]] | None = None
+    runs: Sequence[Run],
+    metrics: Sequence[tuple[str, str]] | None = None,
+    against: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Every statistic of the module docstring, as a JSON-ready dict.
 
     Args:
         runs: the runs, with their systems named.
         metrics: (task, mir_eval key) rows; default each task's monitored metric.
+        against: test only the pairs that involve one of these systems (default: every
+            pair but those of two baselines).
 
     Raises:
         ConfigError: a system has one seed twice, a run lacks a track or metric that the
-            others of the row have, or a requested metric is nowhere.
+            others of the row have, a requested metric is nowhere, or `against` names no
+            system.
     """
     systems: dict[str, list[Run]] = {}
     for r in runs:
         systems.setdefault(r.system, []).append(r)
+    for name in against or ():
+        if name not in systems:
+            raise ConfigError(f"--against {name}: no such system (systems: {', '.join(systems)})")
     for name, rs in systems.items():
         seeds = [r.seed for r in rs]
         for s in set(seeds):
@@ -363,7 +397,7 @@ def compare(
             raise ConfigError("no default metric for these tasks; give --metric <task>/<key>")
     rows = []
     for task, metric in metrics:
-        rows.append(_compare_row(systems, task, metric))
+        rows.append(_compare_row(systems, task, metric, against))
     pvals = [(i, j) for i, row in enumerate(rows) for j, p in enumerate(row["pairs"])]
     raw = [rows[i]["pairs"][j]["p"] for i, j in pvals]
     finite = [k for k, p in enumerate(raw) if math.isfinite(p)]
@@ -377,6 +411,8 @@ def compare(
     return {
         "confidence": CONFIDENCE,
         "n_resamples": N_RESAMPLES,
+        "against": list(against or []),
+        "n_tests": len(finite),
         "systems": {
             n: {"seeds": [r.seed for r in rs], "sources": [r.source for r in rs]}
             for n, rs in systems.items()
@@ -385,7 +421,12 @@ def compare(
     }
 
 
-def _compare_row(systems: Mapping[str, list[Run]], task: str, metric: str) -> dict[str, Any]:
+def _compare_row(
+    systems: Mapping[str, list[Run]],
+    task: str,
+    metric: str,
+    against: Sequence[str] | None = None,
+) -> dict[str, Any]:
     present = {n: rs for n, rs in systems.items() if any(task in r.scores for r in rs)}
     if not present:
         raise ConfigError(f"metric {task}/{metric}: no run scored task {task}")
@@ -431,7 +472,7 @@ def _compare_row(systems: Mapping[str, list[Run]], task: str, metric: str) -> di
             "n_seeds": x.shape[0],
         }
     seeds = {n: [r.seed for r in rs] for n, rs in present.items()}
-    for a, b in itertools.combinations(arrays, 2):
+    for a, b in tested_pairs(list(arrays), against):
         xa, xb = arrays[a], arrays[b]
         diff, lo, hi = difference_interval(xa, xb, paired_seeds=seeds[a] == seeds[b])
         p = wilcoxon_p(xa.mean(0) - xb.mean(0))
@@ -479,7 +520,7 @@ def markdown(result: Mapping[str, Any]) -> str:
     ]
     for n in names:
         seeds = result["systems"][n]["seeds"]
-        cells = [n, ",".join("?" if s is None else str(s) for s in seeds)]
+        cells = [n, ",".join("-" if s is None else str(s) for s in seeds)]
         for r in rows:
             s = r["systems"].get(n)
             cells.append(f"{_f(s['mean'])} [{_f(s['ci_low'])}, {_f(s['ci_high'])}]" if s else "-")
@@ -494,6 +535,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         if few
         else []
     )
+    if any(None in result["systems"][n]["seeds"] for n in names):
+        notes.append("* seeds `-`: a run that records no seed (a baseline, a peer tool)")
     notes += [
         f"* {r['task']} {r['metric']}: {r['n_excluded']} track(s) left out for a NaN score "
         f"({', '.join(r['excluded_tracks'])})"
@@ -503,12 +546,16 @@ def markdown(result: Mapping[str, Any]) -> str:
     if notes:
         lines += ["", *notes]
     pairs = [(r, p) for r in rows for p in r["pairs"]]
+    against = result.get("against") or []
+    tested = (
+        f" (pairs with {', '.join(against)})" if against else " (pairs of two baselines untested)"
+    )
     if pairs:
         lines += [
             "",
             f"Paired differences over the same tracks (A - B) [{pct} interval]; Wilcoxon "
-            "signed-rank p over tracks, Holm-corrected over the table; *n.s.*: the interval "
-            "contains 0:",
+            f"signed-rank p over tracks, Holm-corrected over the {result['n_tests']} tests of "
+            f"the table{tested}; *n.s.*: the interval contains 0:",
             "",
             "| metric | A | B | A - B | Wilcoxon p | Holm p | |",
             "|---|---|---|---|---|---|---|",

@@ -4,7 +4,7 @@ Usage:
     python -m mir.report collect <multirun dir> [<multirun dir> ...] [--out table.md]
         [--stage test] [--metric <task>/<mir_eval key> ...] [--no-baseline]
     python -m mir.report compare <run or multirun dir> [[<label>=]<dir> ...] [--by KEY]
-        [--metric <task>/<mir_eval key> ...] [--out PREFIX] [--wandb]
+        [--against SYSTEM ...] [--metric <task>/<mir_eval key> ...] [--out PREFIX] [--wandb]
 
 ``compare`` (`mir.compare`) compares systems over seeds and tracks: means with bootstrap
 confidence intervals, paired differences with Wilcoxon tests, Holm-corrected; it writes
@@ -402,6 +402,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="TASK/KEY",
         help="a row, e.g. 'melody/Raw Pitch Accuracy' (repeatable; default each task's monitor)",
     )
+    cmp.add_argument(
+        "--against",
+        action="append",
+        metavar="SYSTEM",
+        help="test only the pairs with this system (repeatable; default every pair but "
+        "those of two baselines)",
+    )
     cmp.add_argument("--out", help="write PREFIX.md, PREFIX.csv and PREFIX.json")
     cmp.add_argument("--wandb", action="store_true", help="also log a W&B table (offline)")
     args = parser.parse_args(argv)
@@ -438,7 +445,7 @@ def _compare_cli(args: argparse.Namespace) -> int:
         runs = [r for root in args.roots for r in cmp.read_runs(root, args.by)]
         cmp.name_systems(runs)
         metrics = [parse_column(c) for c in args.metric] if args.metric else None
-        result = cmp.compare(runs, metrics)
+        result = cmp.compare(runs, metrics, args.against)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -150,6 +150,35 @@ def test_nan_scores_are_excluded_and_counted():
     assert "2 track(s) left out for a NaN score (t2, t4)" in cmp.markdown(result)
 
 
+def test_against_tests_only_its_pairs_and_holm_counts_them():
+    """With `against`, only the pairs with that system are tested (it is A), and Holm
+    corrects over those; by default every pair but baseline - baseline is tested."""
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.2, 0.6, (3, 10))
+    peers = [("peer", base[:1]), ("peer/baseline", base[:1] * 0)]
+    runs = (
+        _runs("ours", base + 0.1)
+        + _runs("ours/baseline", base * 0)
+        + [cmp.Run(n, None, "peer/per_track.json", _runs(n, x)[0].scores) for n, x in peers]
+    )
+    full = cmp.compare(runs)
+    pairs = [(p["a"], p["b"]) for p in full["rows"][0]["pairs"]]
+    assert ("ours/baseline", "peer/baseline") not in pairs
+    assert len(pairs) == 5
+    assert full["n_tests"] == 5
+    one = cmp.compare(runs, against=["peer"])
+    pairs = {(p["a"], p["b"]): p for p in one["rows"][0]["pairs"]}
+    assert set(pairs) == {("peer", "ours"), ("peer", "ours/baseline"), ("peer", "peer/baseline")}
+    assert pairs[("peer", "ours")]["diff"] == pytest.approx(base[:1].mean() - (base + 0.1).mean())
+    ps = sorted(p["p"] for p in pairs.values())
+    assert sorted(p["p_holm"] for p in pairs.values())[0] == pytest.approx(min(1.0, 3 * ps[0]))
+    assert one["n_tests"] == 3
+    md = cmp.markdown(one)
+    assert "Holm-corrected over the 3 tests of the table (pairs with peer)" in md
+    with pytest.raises(ConfigError, match=r"^--against nope: no such system \(systems: ours, "):
+        cmp.compare(runs, against=["nope"])
+
+
 def _job(root: Path, name: str, overrides: list[str], seed: int, per_track: dict) -> None:
     job = root / name
     (job / ".hydra").mkdir(parents=True)
@@ -181,7 +210,8 @@ def test_cli_reads_multiruns_and_evaluate_output(tmp_path, capsys):
     md = capsys.readouterr().out
     assert "| task=[melody] | 0,1 |" in md
     assert "| task=[multif0,melody] | 0,1 |" in md
-    assert "| bp/basic-pitch | ? |" in md
+    assert "| bp/basic-pitch | - |" in md
+    assert "* seeds `-`: a run that records no seed" in md
     assert "melody Overall Accuracy (4 tracks)" in md
     assert "* 4 track(s): a bootstrap over so few values gives intervals" in md
     assert "cannot fall below 0.125" in md
