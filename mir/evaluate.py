@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``data.*`` arguments are taken out first and applied where the dataset config is composed
     on the checkpoint's grid (`compose_config`), which checks them."""
     from mir.errors import MirError
-    from mir.predict import as_bool, hydra_app
+    from mir.predict import as_bool, as_int, hydra_app
 
     argv = list(sys.argv[1:] if argv is None else argv)
     data_overrides = [a for a in argv if a.startswith(DATA_OVERRIDE)]
@@ -327,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mir.audio import set_strict
 
         set_strict(as_bool(cfg.strict, "strict"))
+        if cfg.get("threads") is not None:  # CPU sums are bit-identical for one thread count
+            import torch
+
+            torch.set_num_threads(as_int(cfg.threads, "threads", 1))
         args = {k: cfg[k] for k in ("ckpt", "split", "output", "device")}
         args["data"] = HydraConfig.get().runtime.choices.get("data")  # the group's choice
         run(**args, baselines=as_bool(cfg.baselines, "baselines"), data_overrides=data_overrides)

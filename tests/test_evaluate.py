@@ -104,12 +104,14 @@ def test_bad_checkpoint_and_data_are_one_line(trained_ckpt, tmp_path, capsys):  
     assert main([f"ckpt={tmp_path / 'missing.ckpt'}", "data=embedded"]) == 2
     assert main([f"ckpt={trained_ckpt}", "data=no_such_set"]) == 2
     assert main([f"ckpt={trained_ckpt}", "data=embedded", "split=dev"]) == 2
+    assert main([f"ckpt={trained_ckpt}", "data=embedded", "threads=0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     err = [line for line in err if line.startswith("error:")]
-    assert len(err) == 3
+    assert len(err) == 4
     assert "checkpoint file does not exist" in err[0]
     assert "no such dataset config" in err[1]
     assert "unknown split" in err[2]
+    assert "threads=0 must be an integer >= 1" in err[3]
 
 
 def test_split_all_and_ids_pick_the_tracks_scored(trained_ckpt, embedded_root, tmp_path):  # noqa: F811
