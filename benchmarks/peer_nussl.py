@@ -18,6 +18,7 @@ Two steps, in two environments (nussl is a peer tool, never a project dependency
        $PEERS/nussl/bin/python benchmarks/peer_nussl.py score \\
            --ours unet=/tmp/ours_unet --ours hcqt=/tmp/ours_hcqt \\
            [--out benchmarks/results/peer_nussl.json] [--per-track-dir DIR]
+   (``--ours unet@0=/tmp/unet_seed0``: a system's seed, for ``mir.report compare``)
    runs ``nussl.separation.primitive.Repet`` and ``FT2D`` with their defaults on the stereo
    44.1-kHz mixture (foreground = vocals, background = accompaniment) and scores every
    system with ``nussl.evaluation.BSSEvalScale`` (SI-SDR of Le Roux et al. 2019, zero-mean,
@@ -25,7 +26,9 @@ Two steps, in two environments (nussl is a peer tool, never a project dependency
    with museval's BSSEval v4 (``nussl.evaluation.BSSEvalV4``, 1-s windows and hops, the
    median over frames as SiSEC 2018 reports it). ``--per-track-dir DIR`` also writes
    ``DIR/per_track.json`` in `mir.evaluate`'s format (``{system: {"separation": [{"track":
-   "musdb18/<name>", "vocals/SI-SDR": ...}]}}``) for ``python -m mir.report compare``.
+   "musdb18/<name>", "vocals/SI-SDR": ...}]}}``) for ``python -m mir.report compare``, and
+   one folder per system (``DIR/<name>[-seed<s>]/``) so that the seeds of one model are
+   one system there: ``compare unet=DIR/unet-seed0 unet=DIR/unet-seed1 REPET=DIR/REPET``.
 """
 
 from __future__ import annotations
@@ -95,19 +98,39 @@ def score_ours(out_dir: Path, mus_root: Path) -> dict[str, float]:
     return row
 
 
+def _write_json(path: Path, obj: object) -> None:
+    """Atomically (this runs in nussl's venv, so it does not import `mir`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def system_folder(name: str) -> tuple[str, int | None, str]:
+    """``NAME`` or ``NAME@SEED`` -> (name, seed, folder name: NAME or NAME-seedSEED)."""
+    base, at, seed = name.partition("@")
+    if not at:
+        return name, None, name
+    return base, int(seed), f"{base}-seed{seed}"
+
+
 def write_per_track(results: dict, out_dir: Path) -> Path:
-    """`score`'s results as `mir.evaluate`'s per_track.json (task ``separation``), atomically
-    (this runs in nussl's venv, so it does not import `mir`)."""
+    """`score`'s results in `mir.evaluate`'s per-track format (task ``separation``):
+    ``out_dir/per_track.json`` with every system, and one folder per system
+    (``out_dir/<name>[-seed<s>]/per_track.json`` as ``model``, with a ``summary.json``
+    holding its seed), so that ``mir.report compare unet=<dir>/unet-seed0
+    unet=<dir>/unet-seed1 REPET=<dir>/REPET ...`` reads the seeds of one system."""
     track = f"musdb18/{results['track']}"
     per = {
         name: {"separation": [{"track": track, **row}]} for name, row in results["systems"].items()
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "per_track.json"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(per, f, indent=2)
-    os.replace(tmp, path)
+    _write_json(path, per)
+    for name, rows in per.items():
+        _, seed, folder = system_folder(name)
+        _write_json(out_dir / folder / "per_track.json", {"model": rows})
+        _write_json(out_dir / folder / "summary.json", {"system": name, "seed": seed})
     return path
 
 
@@ -184,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--mus-root", type=Path, default=DEFAULT_MUS)
     w.add_argument("--score", action="store_true", help="also print SI-SDR (mir.bsseval)")
     s = sub.add_parser("score", help="run nussl and score every system (nussl venv)")
-    s.add_argument("--ours", action="append", default=[], help="name=folder of our wavs")
+    s.add_argument("--ours", action="append", default=[], help="NAME[@SEED]=folder of our wavs")
     s.add_argument("--mus-root", type=Path, default=DEFAULT_MUS)
     s.add_argument("--out", type=Path, default=Path("benchmarks/results/peer_nussl.json"))
     s.add_argument("--per-track-dir", type=Path, default=None, help="write per_track.json")

@@ -272,3 +272,38 @@ def test_wandb_table_offline(tmp_path, monkeypatch):
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert runs
     assert runs[0].stat().st_size > 0
+
+
+def test_peer_nussl_per_system_folders_give_seeds_to_compare(tmp_path, capsys):
+    """`benchmarks/peer_nussl.py`'s per-track writer: NAME@SEED systems land in one folder
+    each with their seed, so `compare` reads a model's seeds as one system beside a peer."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_nussl.py"
+    spec = importlib.util.spec_from_file_location("peer_nussl", path)
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    assert peer.system_folder("unet@2") == ("unet", 2, "unet-seed2")
+    assert peer.system_folder("REPET") == ("REPET", None, "REPET")
+    systems = {f"unet@{s}": {"vocals/SI-SDR": 1.0 + s} for s in (0, 1, 2)}
+    systems["REPET"] = {"vocals/SI-SDR": 5.0}
+    peer.write_per_track({"track": "Music Delta - 80s Rock", "systems": systems}, tmp_path)
+    whole = json.loads((tmp_path / "per_track.json").read_text())
+    assert set(whole) == {"unet@0", "unet@1", "unet@2", "REPET"}
+    args = [f"unet={tmp_path / f'unet-seed{s}'}" for s in (0, 1, 2)]
+    assert (
+        main(
+            [
+                "compare",
+                *args,
+                f"REPET={tmp_path / 'REPET'}",
+                "--metric",
+                "separation/vocals/SI-SDR",
+            ]
+        )
+        == 0
+    )
+    md = capsys.readouterr().out
+    assert "| unet | 0,1,2 | 2.000 [" in md
+    assert "| REPET | - | 5.000 [-, -] |" in md
+    assert "| separation vocals/SI-SDR | unet | REPET | -3.000 [" in md
