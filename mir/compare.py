@@ -462,6 +462,23 @@ def _compare_row(
     if not kept:
         return out
     arrays = {n: x[:, ok] for n, x in arrays.items()}
+    # a baseline scored beside each of several models (the mixture, all-unvoiced) once
+    seeds = {n: [r.seed for r in rs] for n, rs in present.items()}
+    for name in [n for n in arrays if is_baseline(n)]:
+        twin = next(
+            (
+                k
+                for k in arrays
+                if k != name
+                and is_baseline(k)
+                and seeds[k] == seeds[name]
+                and np.array_equal(arrays[k], arrays[name])
+            ),
+            None,
+        )
+        if twin is not None and list(arrays).index(twin) < list(arrays).index(name):
+            out.setdefault("merged", {}).setdefault(twin, []).append(name)
+            del arrays[name]
     for name, x in arrays.items():
         mean, lo, hi = system_interval(x)
         out["systems"][name] = {
@@ -471,7 +488,6 @@ def _compare_row(
             "n_tracks": x.shape[1],
             "n_seeds": x.shape[0],
         }
-    seeds = {n: [r.seed for r in rs] for n, rs in present.items()}
     for a, b in tested_pairs(list(arrays), against):
         xa, xb = arrays[a], arrays[b]
         diff, lo, hi = difference_interval(xa, xb, paired_seeds=seeds[a] == seeds[b])
@@ -508,7 +524,12 @@ def markdown(result: Mapping[str, Any]) -> str:
     interval (one track, one seed) *n/a*."""
     pct = f"{result['confidence'] * 100:g} %"
     rows = result["rows"]
-    names = list(result["systems"])
+    merged_everywhere = {
+        n
+        for n in result["systems"]
+        if all(n in sum(r.get("merged", {}).values(), []) for r in rows)
+    }
+    names = [n for n in result["systems"] if n not in merged_everywhere]
     head = ["system", "seeds"] + [
         f"{r['task']} {r['metric']} ({r['n_tracks']} tracks)" for r in rows
     ]
@@ -535,6 +556,13 @@ def markdown(result: Mapping[str, Any]) -> str:
         if few
         else []
     )
+    merged: dict[str, list[str]] = {}
+    for r in rows:
+        for kept, dropped in r.get("merged", {}).items():
+            merged.setdefault(kept, [])
+            merged[kept] += [d for d in dropped if d not in merged[kept]]
+    for kept, dropped in merged.items():
+        notes.append(f"* {kept}: also stands for {', '.join(dropped)} (the same scores)")
     if any(None in result["systems"][n]["seeds"] for n in names):
         notes.append("* seeds `-`: a run that records no seed (a baseline, a peer tool)")
     notes += [

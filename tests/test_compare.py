@@ -307,3 +307,21 @@ def test_peer_nussl_per_system_folders_give_seeds_to_compare(tmp_path, capsys):
     assert "| unet | 0,1,2 | 2.000 [" in md
     assert "| REPET | - | 5.000 [-, -] |" in md
     assert "| separation vocals/SI-SDR | unet | REPET | -3.000 [" in md
+
+
+def test_identical_baselines_of_two_models_are_one_row():
+    """The mixture baseline evaluated beside two models is one system, with a note; a
+    baseline that differs stays."""
+    rng = np.random.default_rng(2)
+    x, y, mix = rng.uniform(0, 1, (3, 5)), rng.uniform(0, 1, (3, 5)), rng.uniform(0, 1, (3, 5))
+    runs = _runs("a", x) + _runs("a/baseline", mix) + _runs("b", y) + _runs("b/baseline", mix)
+    result = cmp.compare(runs)
+    row = result["rows"][0]
+    assert list(row["systems"]) == ["a", "a/baseline", "b"]
+    assert row["merged"] == {"a/baseline": ["b/baseline"]}
+    assert ("a/baseline", "b/baseline") not in [(p["a"], p["b"]) for p in row["pairs"]]
+    md = cmp.markdown(result)
+    assert "* a/baseline: also stands for b/baseline (the same scores)" in md
+    assert "| b/baseline |" not in md
+    result = cmp.compare(runs[:-3] + _runs("b/baseline", mix + 0.1))
+    assert list(result["rows"][0]["systems"]) == ["a", "a/baseline", "b", "b/baseline"]
