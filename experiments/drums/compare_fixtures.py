@@ -18,10 +18,11 @@ onsets are the union of its kick/snare/hi-hat estimates merged the same way (it 
 tom or cymbal output, so this understates it).
 
 ``--per-track-dir DIR`` writes ``DIR/per_track.json`` in `mir.evaluate`'s format
-(``{system: {task: [{"track": "mdb_drums/<id>", <metric>: value}]}}``, our system named
-``model``, tasks ``drums``, ``beats`` and ``onsets``) and ``DIR/summary.json`` with the
-checkpoint's seed, so that ``python -m mir.report compare`` reads it beside `mir.evaluate`
-outputs and other checkpoints (one folder per checkpoint: its seeds).
+(``{"model": {task: [{"track": "mdb_drums/<id>", <metric>: value}]}}``, tasks ``drums``,
+``beats`` and ``onsets``) and ``DIR/summary.json`` with the checkpoint's seed, and madmom's
+scores the same way in ``DIR/madmom/`` (no seed), so that ``python -m mir.report compare
+ours=D0 ours=D1 ours=D2 madmom=D0/madmom`` reads the checkpoints as the seeds of one system
+beside madmom.
 """
 
 from __future__ import annotations
@@ -125,12 +126,16 @@ def write_per_track(
 ) -> None:
     """`rows` (system -> track -> ``<task>/<metric>`` or drum keys) in `mir.evaluate`'s
     per-track format: our drum keys under ``drums``, ``beats/...`` under ``beats``,
-    ``onsets/...`` under ``onsets``; ``ours`` becomes ``model``."""
+    ``onsets/...`` under ``onsets``. Ours goes to ``out/`` with the checkpoint's seed, a
+    peer to ``out/<peer>/`` with no seed (each as ``model``), so that the seeds of ours
+    are one system and madmom, which has no seed, is another."""
     from mir.report import write_json
 
-    per: dict[str, dict[str, list[dict[str, float | str]]]] = {}
     for system, tracks in rows.items():
-        name = "model" if system == "ours" else system
+        if not tracks:
+            continue
+        per: dict[str, dict[str, list[dict[str, float | str]]]] = {}
+        name = "model"
         for tid, scores in tracks.items():
             by_task: dict[str, dict[str, float]] = {}
             for key, v in scores.items():
@@ -141,9 +146,10 @@ def write_per_track(
             for task, vals in by_task.items():
                 row = {"track": f"mdb_drums/{tid}", **vals}
                 per.setdefault(name, {}).setdefault(task, []).append(row)
-    write_json(out / "per_track.json", per)
-    write_json(out / "summary.json", {"seed": seed})
-    print(f"per-track scores written to {out}/per_track.json")
+        folder = out if system == "ours" else out / system
+        write_json(folder / "per_track.json", per)
+        write_json(folder / "summary.json", {"seed": seed if system == "ours" else None})
+        print(f"per-track scores written to {folder}/per_track.json")
 
 
 if __name__ == "__main__":
