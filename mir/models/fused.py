@@ -35,12 +35,14 @@ Shapes: B batch, C channels, H harmonics, F frequency bins, T frames.
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Sequence
 from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
 
+from mir.errors import ConfigError
 from mir.models.features import Features
 from mir.models.heads import SalienceHead
 from mir.models.layers import ConvTrunk, SameConv2d
@@ -51,9 +53,12 @@ __all__ = [
     "FrequencyFolded",
     "FusedSalienceHeads",
     "InferenceModel",
+    "Int8Chain",
     "batch_norms_as_affine",
+    "calibration_audio",
     "fold_batch_norms",
     "inference_model",
+    "int8_engine",
     "pad_in_conv",
 ]
 
@@ -404,19 +409,221 @@ class FusedSalienceHeads(nn.Module):
         return out
 
 
+# --- int8 ---------------------------------------------------------------------------------------
+
+# Engines whose int8 convolutions use the CPU's vector integer units (AVX2, AVX512-VNNI), best
+# first; qnnpack (ARM-oriented) runs these shapes slower than float32 and is not used.
+INT8_ENGINES = ("x86", "fbgemm", "onednn")
+
+
+def _supported_engines() -> list[str]:
+    return list(torch.backends.quantized.supported_engines)
+
+
+def int8_engine() -> str:
+    """The quantized engine the int8 path uses; `ConfigError` if this torch has none of them."""
+    engines = _supported_engines()
+    for engine in INT8_ENGINES:
+        if engine in engines:
+            return engine
+    raise ConfigError(
+        f"int8 inference needs one of torch's quantized engines {', '.join(INT8_ENGINES)}; "
+        f"this torch {torch.__version__} has {', '.join(engines) or 'none'} (use float32 or "
+        "bfloat16)"
+    )
+
+
+def calibration_audio(sr: int, seconds: float = 12.0, seed: int = 0) -> Tensor:
+    """Synthetic music-like audio that sets the int8 path's activation ranges by default.
+
+    Deterministic (`seed`): half-second segments of 0-4 harmonic tones (f0 log-uniform over
+    55-1760 Hz, 12 harmonics with random, decaying amplitudes, slight vibrato) over noise 20-60 dB
+    below them, at levels from -30 to 0 dBFS; one segment in eight is silent but for the noise.
+    No recorded audio is involved, so the calibration is independent of any evaluation data.
+
+    Returns:
+        (N,) float32 samples at `sr`.
+    """
+    rng = torch.Generator().manual_seed(seed)
+
+    def uniform(lo: float, hi: float, n: int = 1) -> Tensor:
+        return lo + (hi - lo) * torch.rand(n, generator=rng, dtype=torch.float64)
+
+    seg = int(0.5 * sr)
+    n_seg = max(1, int(round(seconds * sr / seg)))
+    t = torch.arange(seg, dtype=torch.float64) / sr
+    parts = []
+    for k in range(n_seg):
+        y = torch.zeros(seg, dtype=torch.float64)
+        voices = 0 if k % 8 == 7 else int(torch.randint(1, 5, (1,), generator=rng))
+        for _ in range(voices):
+            f0 = 55.0 * 2.0 ** float(uniform(0, 5))
+            vib = 1 + 0.01 * torch.sin(2 * torch.pi * float(uniform(4, 7)) * t)
+            phase = 2 * torch.pi * f0 * torch.cumsum(vib, 0) / sr
+            amps = uniform(0.2, 1.0, 12) / torch.arange(1, 13)
+            for h in range(12):
+                if f0 * (h + 1) < sr / 2:
+                    y += amps[h] * torch.sin((h + 1) * phase)
+        level = 10 ** (float(uniform(-30, 0)) / 20)
+        y = level * y / max(float(y.abs().max()), 1e-9) if voices else y
+        noise = torch.randn(seg, generator=rng, dtype=torch.float64)
+        y += level * 10 ** (-float(uniform(20, 60)) / 20) * noise
+        ramp = torch.ones(seg, dtype=torch.float64)
+        fade = int(0.01 * sr)
+        ramp[:fade] = torch.linspace(0, 1, fade, dtype=torch.float64)
+        ramp[-fade:] = torch.linspace(1, 0, fade, dtype=torch.float64)
+        parts.append(y * ramp)
+    y = torch.cat(parts)
+    return (0.9 * y / max(float(y.abs().max()), 1e-9)).float()
+
+
+def _plain_convs(m: nn.Module) -> list[nn.Module]:
+    """A convolution as exact-type ``nn.Conv2d`` (which torch's int8 conversion swaps), with a
+    ``nn.ZeroPad2d`` before it where its padding is asymmetric."""
+    if type(m) is nn.Conv2d:
+        return [m]
+    weight, bias = m.weight, m.bias
+    if isinstance(m, SameConv2d):
+        t_lo, t_hi, f_lo, f_hi = m.same_pad
+    else:
+        assert isinstance(m, _FoldedConv)
+        t_lo, t_hi, f_lo, f_hi = m.pad
+    o, c, kf, kt = weight.shape
+    symmetric = t_lo == t_hi and f_lo == f_hi
+    conv = nn.Conv2d(c, o, (kf, kt), padding=(f_lo, t_lo) if symmetric else 0).to(weight.device)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        conv.bias.copy_(bias if bias is not None else weight.new_zeros(o))  # type: ignore[union-attr]
+    return [conv] if symmetric else [nn.ZeroPad2d((t_lo, t_hi, f_lo, f_hi)), conv]
+
+
+def _as_batch_norm(m: ChannelAffine) -> nn.BatchNorm2d:
+    """An eval-mode ``BatchNorm2d`` equal to `m` (torch's int8 conversion has a kernel for it)."""
+    c = m.scale.shape[0]
+    bn = nn.BatchNorm2d(c, eps=0.0).eval()
+    with torch.no_grad():
+        bn.weight.copy_(m.scale.flatten())
+        bn.bias.copy_(m.shift.flatten())
+        bn.running_mean.zero_()  # type: ignore[union-attr]
+        bn.running_var.fill_(1.0)  # type: ignore[union-attr]
+    return bn
+
+
+class Int8Chain(nn.Module):
+    """A chain of eval-mode layers run with int8 convolutions (torch's eager-mode quantization).
+
+    Layers before the first convolution stay float32; from there the input is quantized to
+    unsigned 8 bits (one scale per tensor), each convolution runs with signed 8-bit weights (one
+    scale per output channel, symmetric) and 32-bit accumulation, fused with the ReLU that
+    follows it, its output requantized to 8 bits; batch norms (and `ChannelAffine`s) that no
+    convolution absorbs run as int8 batch norms. With `float_last`, the last convolution and
+    what follows it stay float32 (the logits layer: a few channels, where 8 bits over the
+    logits' range would cost accuracy for little time). The output is float32.
+
+    Built in two steps: the constructor inserts observers (the chain then runs in float32 and
+    records the ranges of its activations), `convert` freezes those ranges into int8 layers.
+
+    Args:
+        layers: ``nn.Conv2d``, `SameConv2d`, `_FoldedConv`, ``nn.BatchNorm2d``, `ChannelAffine`,
+            ``nn.ReLU`` or ``nn.Identity``, in order.
+        float_last: keep the last convolution and the layers after it in float32.
+        engine: the quantized engine (`int8_engine`).
+    """
+
+    def __init__(self, layers: Sequence[nn.Module], float_last: bool, engine: str) -> None:
+        super().__init__()
+        from torch.ao import quantization as tq
+
+        layers = [m for m in layers if type(m) is not nn.Identity]
+        convs = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d | _FoldedConv)]
+        if not convs:
+            raise ValueError("Int8Chain: no convolution to quantize")
+        start = convs[0]
+        stop = convs[-1] if float_last and len(convs) > 1 else len(layers)
+        self.prefix = nn.Sequential(*layers[:start])
+        body: list[nn.Module] = []
+        for m in layers[start:stop]:
+            if isinstance(m, nn.Conv2d | _FoldedConv):
+                body += _plain_convs(m)
+            elif isinstance(m, ChannelAffine):
+                body.append(_as_batch_norm(m))
+            else:
+                body.append(m)
+        fuse = [
+            [str(i + 1), str(i + 2)]  # +1: the QuantStub comes first
+            for i in range(len(body) - 1)
+            if type(body[i]) is nn.Conv2d and type(body[i + 1]) is nn.ReLU
+        ]
+        self.body = nn.Sequential(tq.QuantStub(), *body, tq.DeQuantStub()).eval()
+        if fuse:
+            tq.fuse_modules(self.body, fuse, inplace=True)
+        tail = layers[stop:]
+        self.tail = nn.Sequential(*tail)
+        self.engine = engine
+        self.body.qconfig = tq.get_default_qconfig(engine)
+        tq.prepare(self.body, inplace=True)
+
+    def convert(self) -> None:
+        """Freeze the observed activation ranges: the body becomes int8 (call once)."""
+        from torch.ao import quantization as tq
+
+        previous = torch.backends.quantized.engine
+        torch.backends.quantized.engine = self.engine  # weights are packed for this engine
+        try:
+            tq.convert(self.body, inplace=True)
+        finally:
+            torch.backends.quantized.engine = previous
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, F, T) float32 -> (B, C', F, T) float32."""
+        return self.tail(self.body(self.prefix(x)))
+
+
+def _starts_with_relu(rest: nn.Module) -> bool:
+    layers = rest.plain if isinstance(rest, FrequencyFolded) else _flat(rest)
+    layers = [m for m in layers if type(m) is not nn.Identity]
+    return bool(layers) and type(layers[0]) is nn.ReLU
+
+
+def _int8_folded(ff: FrequencyFolded, n_bins: int, float_last: bool, engine: str) -> None:
+    """Quantize the branch of `ff` that runs on `n_bins` bins (in place)."""
+    if n_bins % ff.fold:
+        ff.plain = Int8Chain(list(ff.plain), float_last, engine)  # type: ignore[assignment]
+    else:
+        ff.folded = Int8Chain(list(ff.folded), float_last, engine)  # type: ignore[assignment]
+
+
 class InferenceModel(nn.Module):
     """A `MultiTaskModel` for inference: same call, same outputs, faster (see module doc).
 
     Args:
         model: the eval-mode `MultiTaskModel` (its front end is shared, not copied).
         dtype: dtype of the trunk and salience heads (float32, or bfloat16: about 2x faster on
-            CPUs with AVX512-BF16 or AMX, at about 1e-2 relative error of the logits); the
-            front end and the outputs stay float32.
+            CPUs with AVX512-BF16 or AMX, at about 1e-2 relative error of the logits), or
+            ``torch.qint8``: their convolutions in int8 (`Int8Chain`; each salience head's last
+            convolution stays float32), calibrated on `calibration`; the front end and the
+            outputs stay float32.
+        calibration: with ``torch.qint8``, (N,) or (B, N) audio at the front end's rate whose
+            HCQT sets the activation ranges (default: `calibration_audio`, 12 s of synthetic
+            tones and noise).
+
+    Raises:
+        ConfigError: ``torch.qint8`` where torch has no x86, fbgemm or onednn engine.
     """
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        dtype: torch.dtype = torch.float32,
+        calibration: Tensor | None = None,
+    ) -> None:
         super().__init__()
-        self.dtype = dtype
+        int8 = dtype == torch.qint8
+        engine = int8_engine() if int8 else ""
+        if dtype not in (torch.float32, torch.bfloat16, torch.qint8):
+            raise ConfigError(f"inference dtype {dtype}: use float32, bfloat16 or qint8")
+        self.dtype = torch.float32 if int8 else dtype  # of the tensors between layers
+        self.int8 = int8
         self.frontend = model.frontend
         self.uses_trunk = bool(model.uses_trunk)
         self.uses_stft = bool(model.uses_stft)
@@ -446,10 +653,39 @@ class InferenceModel(nn.Module):
             if local
             else None
         )
-        if dtype != torch.float32:
+        if dtype == torch.bfloat16:
             self.trunk.to(dtype)
             if self.fused is not None:
                 self.fused.to(dtype)
+        if int8:
+            self._quantize(engine, calibration)
+
+    def _quantize(self, engine: str, calibration: Tensor | None) -> None:
+        """Swap the trunk's and the fused salience heads' layers for `Int8Chain`s, run the
+        calibration audio through them to record their activation ranges, then freeze those."""
+        n_bins = int(self.frontend.n_bins)
+        net = getattr(self.trunk, "net", None)  # a ConvTrunk's layers
+        if isinstance(net, nn.Sequential) and any(isinstance(m, nn.Conv2d) for m in _flat(net)):
+            self.trunk.net = Int8Chain(_flat(net), False, engine)
+        if self.fused is not None:
+            fused = self.fused
+            relu = all(_starts_with_relu(r) for r in fused.rests)
+            if isinstance(fused.first, FrequencyFolded):
+                _int8_folded(fused.first, n_bins, False, engine)
+            else:  # the ReLU that starts every head's rest, applied here too (idempotent)
+                fused.first = Int8Chain([fused.first] + [nn.ReLU()] * relu, False, engine)
+            for i, rest in enumerate(fused.rests):
+                if isinstance(rest, FrequencyFolded):
+                    _int8_folded(rest, n_bins, True, engine)
+                elif any(isinstance(m, nn.Conv2d) for m in _flat(rest)):
+                    fused.rests[i] = Int8Chain(_flat(rest), True, engine)
+        chains = [m for m in self.modules() if isinstance(m, Int8Chain)]
+        audio = calibration if calibration is not None else calibration_audio(self.frontend.sr)
+        audio = torch.as_tensor(audio, dtype=torch.float32)
+        with torch.no_grad():
+            self._forward(audio[None] if audio.ndim == 1 else audio, None)
+        for chain in chains:
+            chain.convert()
 
     def forward(
         self, audio: Tensor, keep: tuple[int, int] | None = None
@@ -512,15 +748,38 @@ class InferenceModel(nn.Module):
         return {name: outputs[name] for name in self.order}, feats
 
 
-def inference_model(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
+def inference_model(
+    model: nn.Module, dtype: torch.dtype = torch.float32, calibration: Tensor | None = None
+) -> nn.Module:
     """A faster module with the same outputs as eval-mode `model`; `model` if it is training.
 
     Args:
         model: a `MultiTaskModel` (anything with ``frontend``, ``trunk``, ``heads``,
             ``uses_trunk`` and ``uses_stft``); other modules are returned unchanged.
-        dtype: float32 (same outputs to float rounding) or bfloat16 (see `InferenceModel`).
+        dtype: float32 (same outputs to float rounding), bfloat16 or ``torch.qint8`` (see
+            `InferenceModel`).
+        calibration: with ``torch.qint8``, the calibration audio (see `InferenceModel`).
+
+    The int8 copy costs a calibration run (about a second at the defaults), so it is kept
+    with `model` and reused while `model`'s weights and `calibration` stay the same.
     """
     needed = ("frontend", "trunk", "heads", "uses_trunk", "uses_stft")
     if model.training or not all(hasattr(model, a) for a in needed):
         return model
-    return InferenceModel(model, dtype).eval()
+    if dtype != torch.qint8:
+        return InferenceModel(model, dtype).eval()
+    if calibration is not None:
+        calibration = torch.as_tensor(calibration)
+    key = (
+        tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers())),
+        None if calibration is None else (calibration.data_ptr(), calibration._version),
+    )
+    cached = _INT8_CACHE.get(model)
+    if cached is None or cached[0] != key:
+        cached = (key, InferenceModel(model, dtype, calibration).eval())
+        _INT8_CACHE[model] = cached
+    return cached[1]
+
+
+# model -> (weights' and calibration's identity, its int8 copy)
+_INT8_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
