@@ -60,6 +60,7 @@ __all__ = [
     "inference_model",
     "int8_engine",
     "pad_in_conv",
+    "relu_scales_into_convs",
 ]
 
 # Neighbouring frequency bins stacked as channels by `FrequencyFolded`.
@@ -436,52 +437,96 @@ def int8_engine() -> str:
 def calibration_audio(sr: int, seconds: float = 12.0, seed: int = 0) -> Tensor:
     """Synthetic music-like audio that sets the int8 path's activation ranges by default.
 
-    Deterministic (`seed`): half-second segments of 0-4 harmonic tones (f0 log-uniform over
-    55-1760 Hz, 12 harmonics with random, decaying amplitudes, slight vibrato) over noise 20-60 dB
-    below them, at levels from -30 to 0 dBFS; one segment in eight is silent but for the noise.
-    No recorded audio is involved, so the calibration is independent of any evaluation data.
+    Deterministic (`seed`): half-second segments of 1-4 harmonic tones (f0 log-uniform over
+    55-1760 Hz, 12 harmonics with random amplitudes falling as 1/h, 1 % vibrato) over noise
+    20-60 dB below them, at levels from -30 to 0 dBFS; one segment in eight is noise alone. No
+    recorded audio is involved, so the calibration is independent of any evaluation data.
 
     Returns:
         (N,) float32 samples at `sr`.
     """
-    rng = torch.Generator().manual_seed(seed)
+    import numpy as np
 
-    def uniform(lo: float, hi: float, n: int = 1) -> Tensor:
-        return lo + (hi - lo) * torch.rand(n, generator=rng, dtype=torch.float64)
-
+    rng = np.random.default_rng(seed)
     seg = int(0.5 * sr)
     n_seg = max(1, int(round(seconds * sr / seg)))
-    t = torch.arange(seg, dtype=torch.float64) / sr
+    t = np.arange(seg) / sr
+    table_n = 4096
+    grid = 2 * np.pi * np.arange(table_n + 1) / table_n
+    fade = np.clip(np.minimum(t, t[::-1]) / 0.01, 0, 1)  # 10 ms fades
     parts = []
     for k in range(n_seg):
-        y = torch.zeros(seg, dtype=torch.float64)
-        voices = 0 if k % 8 == 7 else int(torch.randint(1, 5, (1,), generator=rng))
+        y = np.zeros(seg)
+        voices = 0 if k % 8 == 7 else int(rng.integers(1, 5))
         for _ in range(voices):
-            f0 = 55.0 * 2.0 ** float(uniform(0, 5))
-            vib = 1 + 0.01 * torch.sin(2 * torch.pi * float(uniform(4, 7)) * t)
-            phase = 2 * torch.pi * f0 * torch.cumsum(vib, 0) / sr
-            amps = uniform(0.2, 1.0, 12) / torch.arange(1, 13)
-            for h in range(12):
-                if f0 * (h + 1) < sr / 2:
-                    y += amps[h] * torch.sin((h + 1) * phase)
-        level = 10 ** (float(uniform(-30, 0)) / 20)
-        y = level * y / max(float(y.abs().max()), 1e-9) if voices else y
-        noise = torch.randn(seg, generator=rng, dtype=torch.float64)
-        y += level * 10 ** (-float(uniform(20, 60)) / 20) * noise
-        ramp = torch.ones(seg, dtype=torch.float64)
-        fade = int(0.01 * sr)
-        ramp[:fade] = torch.linspace(0, 1, fade, dtype=torch.float64)
-        ramp[-fade:] = torch.linspace(1, 0, fade, dtype=torch.float64)
-        parts.append(y * ramp)
-    y = torch.cat(parts)
-    return (0.9 * y / max(float(y.abs().max()), 1e-9)).float()
+            f0 = 55.0 * 2.0 ** rng.uniform(0, 5)
+            n_h = max(1, min(12, int(sr / 2 / f0)))  # harmonics below Nyquist
+            amps = rng.uniform(0.2, 1.0, n_h) / np.arange(1, n_h + 1)
+            table = np.sin(np.outer(np.arange(1, n_h + 1), grid)).T @ amps  # one period
+            vib = 1 + 0.01 * np.sin(2 * np.pi * rng.uniform(4, 7) * t)
+            phase = np.mod(2 * np.pi * f0 * np.cumsum(vib) / sr, 2 * np.pi)
+            y += np.interp(phase, grid, table)
+        level = 10 ** (rng.uniform(-30, 0) / 20)
+        if voices:
+            y *= level / max(float(np.abs(y).max()), 1e-9)
+        y += level * 10 ** (-rng.uniform(20, 60) / 20) * rng.standard_normal(seg)
+        parts.append(y * fade)
+    y = np.concatenate(parts)
+    return torch.from_numpy(0.9 * y / max(float(np.abs(y).max()), 1e-9)).float()
+
+
+def _qconfig(engine: str):  # noqa: ANN202  (torch.ao's QConfig)
+    """Per-channel symmetric int8 weights (torch's default); uint8 activations over their whole
+    calibrated range (min-max: no clipping of the salience peaks; torch's default histogram
+    observer clipped them, calibrated 2x slower and scored no better on the fixtures), with all
+    8 bits where the engine's convolutions do not saturate (`_full_range`), else 7."""
+    from functools import partial
+
+    from torch.ao import quantization as tq
+    from torch.ao.quantization.observer import MinMaxObserver
+
+    default = tq.get_default_qconfig(engine)
+    act = partial(MinMaxObserver, reduce_range=not _full_range(engine))
+    return tq.QConfig(activation=act, weight=default.weight)
+
+
+_FULL_RANGE: dict[str, bool] = {}
+
+
+def _full_range(engine: str) -> bool:
+    """True if `engine`'s int8 convolution sums 8-bit activations times 8-bit weights without
+    saturating (AVX512-VNNI and AVX-VNNI accumulate in 32 bits; plain AVX2 adds pairs of
+    products in 16 bits, which is why torch's default reserves a bit of the activations). Found
+    by one small convolution of the worst case (all 255 times all 127), once per engine."""
+    if engine not in _FULL_RANGE:
+        import torch.ao.nn.quantized as nnq
+
+        previous = torch.backends.quantized.engine
+        torch.backends.quantized.engine = engine
+        try:
+            conv = nnq.Conv2d(16, 1, 1)
+            w = torch.quantize_per_channel(
+                torch.ones(1, 16, 1, 1), torch.ones(1) / 127, torch.zeros(1, dtype=torch.long),
+                0, torch.qint8,
+            )
+            conv.set_weight_bias(w, torch.zeros(1))
+            conv.scale, conv.zero_point = 32.0, 0
+            x = torch.quantize_per_tensor(torch.full((1, 16, 2, 2), 255.0), 1.0, 0, torch.quint8)
+            # exact: 16 * 255 * 127 / 127 = 4080; pairs saturated at 32767 would give 2064
+            _FULL_RANGE[engine] = abs(float(conv(x).dequantize()[0, 0, 0, 0]) - 4080) <= 32
+        finally:
+            torch.backends.quantized.engine = previous
+    return _FULL_RANGE[engine]
 
 
 def _plain_convs(m: nn.Module) -> list[nn.Module]:
     """A convolution as exact-type ``nn.Conv2d`` (which torch's int8 conversion swaps), with a
     ``nn.ZeroPad2d`` before it where its padding is asymmetric."""
     if type(m) is nn.Conv2d:
-        return [m]
+        conv = copy.deepcopy(m)
+        if conv.bias is None:
+            conv.bias = nn.Parameter(conv.weight.new_zeros(conv.out_channels))
+        return [conv]
     weight, bias = m.weight, m.bias
     if isinstance(m, SameConv2d):
         t_lo, t_hi, f_lo, f_hi = m.same_pad
@@ -495,6 +540,39 @@ def _plain_convs(m: nn.Module) -> list[nn.Module]:
         conv.weight.copy_(weight)
         conv.bias.copy_(bias if bias is not None else weight.new_zeros(o))  # type: ignore[union-attr]
     return [conv] if symmetric else [nn.ZeroPad2d((t_lo, t_hi, f_lo, f_hi)), conv]
+
+
+def relu_scales_into_convs(module: nn.Module) -> nn.Module:
+    """Move the scales of every conv -> ReLU -> batch norm (the published layout) into the
+    convolution, in place on `module` (pass a copy): ``relu(z) * a = relu(a * z)`` for a > 0,
+    so the batch norm keeps only its shift (its scale becomes 1; channels with a <= 0 are left
+    as they are). Equal outputs to float rounding. For the int8 path: the convolution's output
+    channels then share one range, as 8-bit activations with one scale per tensor need (in the
+    published models some channels spanned 100x the range of others).
+    """
+    for seq in module.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        layers = list(seq)
+        for conv, relu, bn in zip(layers, layers[1:], layers[2:], strict=False):
+            if not (
+                isinstance(conv, nn.Conv2d) and type(relu) is nn.ReLU and _affine_bn(bn)
+            ):
+                continue
+            assert isinstance(bn, nn.BatchNorm2d)
+            std = torch.sqrt(bn.running_var + bn.eps)  # type: ignore[operator]
+            a = bn.weight / std
+            a = torch.where(a > 0, a, torch.ones_like(a)).detach()
+            moved = bn.weight / std > 0
+            with torch.no_grad():
+                shift = bn.bias - bn.running_mean * (bn.weight / std)  # type: ignore[operator]
+                conv.weight.mul_(a[:, None, None, None])
+                if conv.bias is not None:
+                    conv.bias.mul_(a)
+                # where moved: scale 1 (weight = std), the same shift
+                bn.weight.copy_(torch.where(moved, std, bn.weight))
+                bn.bias.copy_(torch.where(moved, shift + bn.running_mean, bn.bias))  # type: ignore[operator]
+    return module
 
 
 def _as_batch_norm(m: ChannelAffine) -> nn.BatchNorm2d:
@@ -536,19 +614,20 @@ class Int8Chain(nn.Module):
 
         layers = [m for m in layers if type(m) is not nn.Identity]
         convs = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d | _FoldedConv)]
-        if not convs:
+        if len(convs) < 1 + float_last:
             raise ValueError("Int8Chain: no convolution to quantize")
         start = convs[0]
-        stop = convs[-1] if float_last and len(convs) > 1 else len(layers)
+        stop = convs[-1] if float_last else len(layers)
         self.prefix = nn.Sequential(*layers[:start])
         body: list[nn.Module] = []
         for m in layers[start:stop]:
             if isinstance(m, nn.Conv2d | _FoldedConv):
                 body += _plain_convs(m)
-            elif isinstance(m, ChannelAffine):
-                body.append(_as_batch_norm(m))
+            elif isinstance(m, nn.BatchNorm2d):
+                body.append(ChannelAffine.from_batch_norm(m))
             else:
                 body.append(m)
+        body = [_as_batch_norm(m) if isinstance(m, ChannelAffine) else m for m in body]
         fuse = [
             [str(i + 1), str(i + 2)]  # +1: the QuantStub comes first
             for i in range(len(body) - 1)
@@ -560,7 +639,7 @@ class Int8Chain(nn.Module):
         tail = layers[stop:]
         self.tail = nn.Sequential(*tail)
         self.engine = engine
-        self.body.qconfig = tq.get_default_qconfig(engine)
+        self.body.qconfig = _qconfig(engine)
         tq.prepare(self.body, inplace=True)
 
     def convert(self) -> None:
@@ -585,8 +664,15 @@ def _starts_with_relu(rest: nn.Module) -> bool:
     return bool(layers) and type(layers[0]) is nn.ReLU
 
 
+def _n_convs(layers: Sequence[nn.Module]) -> int:
+    return sum(isinstance(m, nn.Conv2d | _FoldedConv) for m in layers)
+
+
 def _int8_folded(ff: FrequencyFolded, n_bins: int, float_last: bool, engine: str) -> None:
-    """Quantize the branch of `ff` that runs on `n_bins` bins (in place)."""
+    """Quantize the branch of `ff` that runs on `n_bins` bins (in place), if it has a
+    convolution to quantize."""
+    if _n_convs(ff.plain) < 1 + float_last:
+        return
     if n_bins % ff.fold:
         ff.plain = Int8Chain(list(ff.plain), float_last, engine)  # type: ignore[assignment]
     else:
@@ -628,8 +714,12 @@ class InferenceModel(nn.Module):
         self.uses_trunk = bool(model.uses_trunk)
         self.uses_stft = bool(model.uses_stft)
         trunk = fold_batch_norms(pad_in_conv(copy.deepcopy(model.trunk)))
+        if int8:
+            relu_scales_into_convs(trunk)
         self.trunk = batch_norms_as_affine(trunk).to(memory_format=torch.channels_last)
         salience = {n: h for n, h in model.heads.items() if type(h) is SalienceHead}
+        if int8:
+            salience = {n: relu_scales_into_convs(copy.deepcopy(h)) for n, h in salience.items()}
         self.fused = (
             FusedSalienceHeads(salience).to(memory_format=torch.channels_last)
             if FusedSalienceHeads.fusable(salience)
@@ -670,14 +760,18 @@ class InferenceModel(nn.Module):
         if self.fused is not None:
             fused = self.fused
             relu = all(_starts_with_relu(r) for r in fused.rests)
+            # the ReLU that starts every head's rest is applied to the first layer's output too
+            # (idempotent): its int8 output then spends no codes on negative values
             if isinstance(fused.first, FrequencyFolded):
+                layers = [*fused.first.plain, *[nn.ReLU()] * relu]
+                fused.first = FrequencyFolded(layers, fused.first.fold)
                 _int8_folded(fused.first, n_bins, False, engine)
-            else:  # the ReLU that starts every head's rest, applied here too (idempotent)
-                fused.first = Int8Chain([fused.first] + [nn.ReLU()] * relu, False, engine)
+            else:
+                fused.first = Int8Chain([fused.first, *[nn.ReLU()] * relu], False, engine)
             for i, rest in enumerate(fused.rests):
                 if isinstance(rest, FrequencyFolded):
                     _int8_folded(rest, n_bins, True, engine)
-                elif any(isinstance(m, nn.Conv2d) for m in _flat(rest)):
+                elif _n_convs(_flat(rest)) >= 2:
                     fused.rests[i] = Int8Chain(_flat(rest), True, engine)
         chains = [m for m in self.modules() if isinstance(m, Int8Chain)]
         audio = calibration if calibration is not None else calibration_audio(self.frontend.sr)
