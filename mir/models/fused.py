@@ -35,6 +35,7 @@ Shapes: B batch, C channels, H harmonics, F frequency bins, T frames.
 from __future__ import annotations
 
 import copy
+import warnings
 import weakref
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -491,6 +492,9 @@ def _qconfig(engine: str):  # noqa: ANN202  (torch.ao's QConfig)
 
 
 _FULL_RANGE: dict[str, bool] = {}
+# torch 2.13 warns, once, that its quantized tensor types will be removed in a future release
+# (pytorch/pytorch#184982); the int8 path needs them, so they are pinned by `int8_engine` working
+_DEPRECATED = "torch.quantize_per_tensor, torch.quantize_per_channel"
 
 
 def _full_range(engine: str) -> bool:
@@ -504,16 +508,19 @@ def _full_range(engine: str) -> bool:
         previous = torch.backends.quantized.engine
         torch.backends.quantized.engine = engine
         try:
-            conv = nnq.Conv2d(16, 1, 1)
-            w = torch.quantize_per_channel(
-                torch.ones(1, 16, 1, 1), torch.ones(1) / 127, torch.zeros(1, dtype=torch.long),
-                0, torch.qint8,
-            )
-            conv.set_weight_bias(w, torch.zeros(1))
-            conv.scale, conv.zero_point = 32.0, 0
-            x = torch.quantize_per_tensor(torch.full((1, 16, 2, 2), 255.0), 1.0, 0, torch.quint8)
-            # exact: 16 * 255 * 127 / 127 = 4080; pairs saturated at 32767 would give 2064
-            _FULL_RANGE[engine] = abs(float(conv(x).dequantize()[0, 0, 0, 0]) - 4080) <= 32
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", _DEPRECATED)
+                conv = nnq.Conv2d(16, 1, 1)
+                scales, zeros = torch.ones(1) / 127, torch.zeros(1, dtype=torch.long)
+                w = torch.ones(1, 16, 1, 1)
+                conv.set_weight_bias(
+                    torch.quantize_per_channel(w, scales, zeros, 0, torch.qint8), torch.zeros(1)
+                )
+                conv.scale, conv.zero_point = 32.0, 0
+                x = torch.full((1, 16, 2, 2), 255.0)
+                y = conv(torch.quantize_per_tensor(x, 1.0, 0, torch.quint8)).dequantize()
+            # exact: 16 * 255 * 127 / 127 = 4080; 8 pairs saturated at 32767 would give 2064
+            _FULL_RANGE[engine] = abs(float(y[0, 0, 0, 0]) - 4080) <= 32
         finally:
             torch.backends.quantized.engine = previous
     return _FULL_RANGE[engine]
@@ -555,9 +562,7 @@ def relu_scales_into_convs(module: nn.Module) -> nn.Module:
             continue
         layers = list(seq)
         for conv, relu, bn in zip(layers, layers[1:], layers[2:], strict=False):
-            if not (
-                isinstance(conv, nn.Conv2d) and type(relu) is nn.ReLU and _affine_bn(bn)
-            ):
+            if not (isinstance(conv, nn.Conv2d) and type(relu) is nn.ReLU and _affine_bn(bn)):
                 continue
             assert isinstance(bn, nn.BatchNorm2d)
             std = torch.sqrt(bn.running_var + bn.eps)  # type: ignore[operator]
@@ -649,7 +654,9 @@ class Int8Chain(nn.Module):
         previous = torch.backends.quantized.engine
         torch.backends.quantized.engine = self.engine  # weights are packed for this engine
         try:
-            tq.convert(self.body, inplace=True)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", _DEPRECATED)
+                tq.convert(self.body, inplace=True)
         finally:
             torch.backends.quantized.engine = previous
 
