@@ -611,9 +611,20 @@ class Int8Chain(nn.Module):
             ``nn.ReLU`` or ``nn.Identity``, in order.
         float_last: keep the last convolution and the layers after it in float32.
         engine: the quantized engine (`int8_engine`).
+        quant_in: quantize the input; False: it comes quantized from the chain before (its
+            range and scale), which saves a dequantization and a quantization between them.
+        dequant_out: return float32; False: return the int8 tensor (for a chain that reads
+            it with ``quant_in=False``); only without `float_last`.
     """
 
-    def __init__(self, layers: Sequence[nn.Module], float_last: bool, engine: str) -> None:
+    def __init__(
+        self,
+        layers: Sequence[nn.Module],
+        float_last: bool,
+        engine: str,
+        quant_in: bool = True,
+        dequant_out: bool = True,
+    ) -> None:
         super().__init__()
         from torch.ao import quantization as tq
 
@@ -633,12 +644,15 @@ class Int8Chain(nn.Module):
             else:
                 body.append(m)
         body = [_as_batch_norm(m) if isinstance(m, ChannelAffine) else m for m in body]
+        first = int(quant_in)  # index of body[0] after the QuantStub
         fuse = [
-            [str(i + 1), str(i + 2)]  # +1: the QuantStub comes first
+            [str(i + first), str(i + first + 1)]
             for i in range(len(body) - 1)
             if type(body[i]) is nn.Conv2d and type(body[i + 1]) is nn.ReLU
         ]
-        self.body = nn.Sequential(tq.QuantStub(), *body, tq.DeQuantStub()).eval()
+        stubs_in = [tq.QuantStub()] if quant_in else []
+        stubs_out = [tq.DeQuantStub()] if dequant_out else []
+        self.body = nn.Sequential(*stubs_in, *body, *stubs_out).eval()
         if fuse:
             tq.fuse_modules(self.body, fuse, inplace=True)
         tail = layers[stop:]
@@ -665,6 +679,22 @@ class Int8Chain(nn.Module):
         return self.tail(self.body(self.prefix(x)))
 
 
+def _without_leading_relu(rest: nn.Module) -> nn.Module:
+    """`rest` (a `FrequencyFolded` or a chain) without the ReLU that starts it."""
+
+    def strip(layers: Sequence[nn.Module]) -> nn.Sequential:
+        layers = [m for m in layers if type(m) is not nn.Identity]
+        assert type(layers[0]) is nn.ReLU
+        return nn.Sequential(*layers[1:])
+
+    if isinstance(rest, FrequencyFolded):
+        ff = copy.copy(rest)  # a new module sharing the layers
+        ff._modules = dict(rest._modules)
+        ff.plain, ff.folded = strip(rest.plain), strip(rest.folded)
+        return ff
+    return strip(_flat(rest))
+
+
 def _starts_with_relu(rest: nn.Module) -> bool:
     layers = rest.plain if isinstance(rest, FrequencyFolded) else _flat(rest)
     layers = [m for m in layers if type(m) is not nn.Identity]
@@ -675,15 +705,16 @@ def _n_convs(layers: Sequence[nn.Module]) -> int:
     return sum(isinstance(m, nn.Conv2d | _FoldedConv) for m in layers)
 
 
-def _int8_folded(ff: FrequencyFolded, n_bins: int, float_last: bool, engine: str) -> None:
+def _int8_folded(ff: FrequencyFolded, n_bins: int, float_last: bool, engine: str, **kw) -> bool:
     """Quantize the branch of `ff` that runs on `n_bins` bins (in place), if it has a
-    convolution to quantize."""
+    convolution to quantize (`kw`: `Int8Chain`'s); True if it did."""
     if _n_convs(ff.plain) < 1 + float_last:
-        return
+        return False
     if n_bins % ff.fold:
-        ff.plain = Int8Chain(list(ff.plain), float_last, engine)  # type: ignore[assignment]
+        ff.plain = Int8Chain(list(ff.plain), float_last, engine, **kw)  # type: ignore[assignment]
     else:
-        ff.folded = Int8Chain(list(ff.folded), float_last, engine)  # type: ignore[assignment]
+        ff.folded = Int8Chain(list(ff.folded), float_last, engine, **kw)  # type: ignore[assignment]
+    return True
 
 
 class InferenceModel(nn.Module):
@@ -761,25 +792,40 @@ class InferenceModel(nn.Module):
         """Swap the trunk's and the fused salience heads' layers for `Int8Chain`s, run the
         calibration audio through them to record their activation ranges, then freeze those."""
         n_bins = int(self.frontend.n_bins)
+        fused = self.fused
         net = getattr(self.trunk, "net", None)  # a ConvTrunk's layers
+        # Between int8 chains the tensors stay int8 where only other int8 chains read them:
+        # trunk -> heads' first layer -> each head's folded wide layer (the int8 tensors are
+        # split and folded as they are, a quarter of the bytes of float32).
+        handoff = fused is not None and not self.others
         if isinstance(net, nn.Sequential) and any(isinstance(m, nn.Conv2d) for m in _flat(net)):
-            self.trunk.net = Int8Chain(_flat(net), False, engine)
-        if self.fused is not None:
-            fused = self.fused
+            self.trunk.net = Int8Chain(_flat(net), False, engine, dequant_out=not handoff)
+        else:
+            handoff = False
+        if fused is not None:
             relu = all(_starts_with_relu(r) for r in fused.rests)
-            # the ReLU that starts every head's rest is applied to the first layer's output too
-            # (idempotent): its int8 output then spends no codes on negative values
+            rests_int8 = all(
+                _n_convs(r.plain if isinstance(r, FrequencyFolded) else _flat(r)) >= 2
+                for r in fused.rests
+            )
+            kw = {"quant_in": not handoff, "dequant_out": not (relu and rests_int8)}
+            # the ReLU that starts every head's rest is applied to the first layer's output
+            # (and not again): its int8 output then spends no codes on negative values
             if isinstance(fused.first, FrequencyFolded):
                 layers = [*fused.first.plain, *[nn.ReLU()] * relu]
                 fused.first = FrequencyFolded(layers, fused.first.fold)
-                _int8_folded(fused.first, n_bins, False, engine)
+                _int8_folded(fused.first, n_bins, False, engine, **kw)
             else:
-                fused.first = Int8Chain([fused.first, *[nn.ReLU()] * relu], False, engine)
+                fused.first = Int8Chain([fused.first, *[nn.ReLU()] * relu], False, engine, **kw)
+            kw = {"quant_in": kw["dequant_out"]}
             for i, rest in enumerate(fused.rests):
+                if relu:
+                    rest = _without_leading_relu(rest)
+                    fused.rests[i] = rest
                 if isinstance(rest, FrequencyFolded):
-                    _int8_folded(rest, n_bins, True, engine)
+                    _int8_folded(rest, n_bins, True, engine, **kw)
                 elif _n_convs(_flat(rest)) >= 2:
-                    fused.rests[i] = Int8Chain(_flat(rest), True, engine)
+                    fused.rests[i] = Int8Chain(_flat(rest), True, engine, **kw)
         chains = [m for m in self.modules() if isinstance(m, Int8Chain)]
         audio = calibration if calibration is not None else calibration_audio(self.frontend.sr)
         audio = torch.as_tensor(audio, dtype=torch.float32)
@@ -835,7 +881,7 @@ class InferenceModel(nn.Module):
         if self.fused is not None and trunk is not None:
             outputs.update({k: v.float() for k, v in self.fused(trunk).items()})
         if trunk is not None:
-            trunk = trunk.float()
+            trunk = trunk.dequantize() if trunk.is_quantized else trunk.float()
         if self.others:
             feats = Features(
                 audio=audio,
