@@ -182,3 +182,8 @@ def test_int8_melody_of_the_published_model_agrees_on_real_audio(fixtures_dir) -
     # [measured: voicing agrees on 99.4 % of frames, pitch within 50 cents on all]
     assert same_voicing.mean() > 0.95
     assert (cents[both] <= 50).mean() > 0.97
+
+
+def test_an_integer_dtype_other_than_qint8_is_refused() -> None:
+    with pytest.raises(ConfigError, match="inference dtype torch.int8"):
+        inference_model(tiny_model(), torch.int8)

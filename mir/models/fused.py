@@ -24,6 +24,17 @@ a CPU:
 * the whole forward runs under the front end's thread policy (fewer intra-op threads when
   other processes keep the cores busy; see `mir.frontend.choose_threads`).
 
+Opt-in lower precision for the trunk and salience heads (the front end and the outputs stay
+float32): ``dtype=torch.bfloat16``, or ``dtype=torch.qint8``: int8 convolutions through torch's
+eager-mode quantization on the x86 (fbgemm/oneDNN) engine (`Int8Chain`): weights per output
+channel, activations per tensor with ranges calibrated on synthetic tones
+(`calibration_audio`) or given audio; the published layout's batch-norm scales are first moved
+into the convolutions (`relu_scales_into_convs`), each head's logits layer stays float32, and
+tensors stay int8 from the trunk to the heads' wide layers. About 4x faster than float32 for
+trunk and heads on an AVX512-VNNI CPU; logits within about 1 % of their range of float32's
+(benchmarks/README.md has the fixture scores). torch 2.13 warns that its quantized tensor types
+will be removed in a future release; `int8_engine` raises `ConfigError` where they are missing.
+
 The copy is built from the model's current weights on each call (milliseconds); it shares the
 model's front end (and its kernel cache) and copies nothing else that is large. Training-mode
 models are returned unchanged. Heads that are not salience heads run as they are, on the trunk
@@ -413,6 +424,8 @@ class FusedSalienceHeads(nn.Module):
 
 # --- int8 ---------------------------------------------------------------------------------------
 
+# torch's int8 dtype, the one that selects the int8 path (None if a future torch drops it)
+_QINT8 = getattr(torch, "qint8", None)
 # Engines whose int8 convolutions use the CPU's vector integer units (AVX2, AVX512-VNNI), best
 # first; qnnpack (ARM-oriented) runs these shapes slower than float32 and is not used.
 INT8_ENGINES = ("x86", "fbgemm", "onednn")
@@ -742,10 +755,10 @@ class InferenceModel(nn.Module):
         calibration: Tensor | None = None,
     ) -> None:
         super().__init__()
-        int8 = dtype == torch.qint8
+        int8 = dtype is not None and dtype == _QINT8
         engine = int8_engine() if int8 else ""
-        if dtype not in (torch.float32, torch.bfloat16, torch.qint8):
-            raise ConfigError(f"inference dtype {dtype}: use float32, bfloat16 or qint8")
+        if not (int8 or dtype.is_floating_point):
+            raise ConfigError(f"inference dtype {dtype}: use float32, bfloat16 or torch.qint8")
         self.dtype = torch.float32 if int8 else dtype  # of the tensors between layers
         self.int8 = int8
         self.frontend = model.frontend
@@ -781,7 +794,7 @@ class InferenceModel(nn.Module):
             if local
             else None
         )
-        if dtype == torch.bfloat16:
+        if not int8 and dtype != torch.float32:
             self.trunk.to(dtype)
             if self.fused is not None:
                 self.fused.to(dtype)
@@ -907,13 +920,15 @@ def inference_model(
             `InferenceModel`).
         calibration: with ``torch.qint8``, the calibration audio (see `InferenceModel`).
 
-    The int8 copy costs a calibration run (about a second at the defaults), so it is kept
-    with `model` and reused while `model`'s weights and `calibration` stay the same.
+    The int8 copy costs a calibration run (12 s of audio through the front end and the float
+    layers with observers: about 2 s for ``experiment=multitask_f0`` on a 2-core CPU), so it
+    is kept with `model` (weakly) and reused while `model`'s weights (their storage and
+    in-place version counters) and `calibration` stay the same.
     """
     needed = ("frontend", "trunk", "heads", "uses_trunk", "uses_stft")
     if model.training or not all(hasattr(model, a) for a in needed):
         return model
-    if dtype != torch.qint8:
+    if _QINT8 is None or dtype != _QINT8:
         return InferenceModel(model, dtype).eval()
     if calibration is not None:
         calibration = torch.as_tensor(calibration)
