@@ -48,7 +48,7 @@ from __future__ import annotations
 import copy
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 
 import torch
@@ -695,10 +695,10 @@ class Int8Chain(nn.Module):
 def _without_leading_relu(rest: nn.Module) -> nn.Module:
     """`rest` (a `FrequencyFolded` or a chain) without the ReLU that starts it."""
 
-    def strip(layers: Sequence[nn.Module]) -> nn.Sequential:
-        layers = [m for m in layers if type(m) is not nn.Identity]
-        assert type(layers[0]) is nn.ReLU
-        return nn.Sequential(*layers[1:])
+    def strip(layers: Iterable[nn.Module]) -> nn.Sequential:
+        kept = [m for m in layers if type(m) is not nn.Identity]
+        assert type(kept[0]) is nn.ReLU
+        return nn.Sequential(*kept[1:])
 
     if isinstance(rest, FrequencyFolded):
         ff = copy.copy(rest)  # a new module sharing the layers
@@ -714,7 +714,7 @@ def _starts_with_relu(rest: nn.Module) -> bool:
     return bool(layers) and type(layers[0]) is nn.ReLU
 
 
-def _n_convs(layers: Sequence[nn.Module]) -> int:
+def _n_convs(layers: Iterable[nn.Module]) -> int:
     return sum(isinstance(m, nn.Conv2d | _FoldedConv) for m in layers)
 
 
