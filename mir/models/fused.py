@@ -497,11 +497,37 @@ def _qconfig(engine: str):  # noqa: ANN202  (torch.ao's QConfig)
     from functools import partial
 
     from torch.ao import quantization as tq
-    from torch.ao.quantization.observer import MinMaxObserver
 
     default = tq.get_default_qconfig(engine)
-    act = partial(MinMaxObserver, reduce_range=not _full_range(engine))
+    act = partial(_flat_min_max_observer(), reduce_range=not _full_range(engine))
     return tq.QConfig(activation=act, weight=default.weight)
+
+
+def _flat_min_max_observer() -> type:
+    """torch's ``MinMaxObserver``, reading channels-last tensors as the flat arrays they are
+    (torch's ``aminmax`` over a channels-last tensor took 30x as long: 0.7 of the 1.7 s that
+    calibrating ``experiment=multitask_f0`` took). Same ranges."""
+    global _FLAT_OBSERVER
+    if _FLAT_OBSERVER is None:
+        from torch.ao.quantization.observer import MinMaxObserver
+
+        class FlatMinMaxObserver(MinMaxObserver):
+            def forward(self, x_orig: Tensor) -> Tensor:
+                if x_orig.numel() == 0:
+                    return x_orig
+                x = x_orig.detach()
+                if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+                    x = x.permute(0, 2, 3, 1)  # contiguous: a flat view below, no copy
+                lo, hi = torch.aminmax(x.reshape(-1).to(self.min_val.dtype))
+                self.min_val.copy_(torch.min(lo, self.min_val))
+                self.max_val.copy_(torch.max(hi, self.max_val))
+                return x_orig
+
+        _FLAT_OBSERVER = FlatMinMaxObserver
+    return _FLAT_OBSERVER
+
+
+_FLAT_OBSERVER: type | None = None
 
 
 _FULL_RANGE: dict[str, bool] = {}
