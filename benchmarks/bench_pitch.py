@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/bench_pitch.py [--seconds 180] [--repeats 2] [--threads 2]
         [--variant 'frontend=tiny'] [--ckpt <mir.train checkpoint>] [--profile]
-        [--out benchmarks/results/pitch.json] [--no-slow]
+        [--out benchmarks/results/pitch.json] [--no-slow] [--bf16] [--int8]
         [--peer-python <basic-pitch venv>/bin/python]   (default: $BASIC_PITCH_PYTHON)
 
 The track is real fixture audio (the Bach10 and MedleyDB mixes under ``$MIR_FIXTURES`` or
@@ -20,7 +20,9 @@ audio file to decoded f0s:
   inference copy of the model (`mir.models.fused.inference_model`: batch norms folded,
   salience heads fused, their wide layers on folded bins, channels-last); the plain model
   is timed too (``slow``, the "before"; skip with `--no-slow`) and the largest difference
-  of their outputs is reported.
+  of their outputs is reported. `--bf16` and `--int8` also time the fast path with its trunk
+  and heads in bfloat16 or with int8 convolutions (``dtype=torch.qint8``; its one-time
+  calibration is timed on its own, before the warm-up, and not included in the best time).
 * basic-pitch: `basic_pitch.inference.predict` (audio loading, ONNX model, note creation)
   in its own venv through `benchmarks/basic_pitch_peer.py`, model loaded once; skipped
   with a message when the venv is missing (install: benchmarks/README.md).
