@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/bench_pitch.py [--seconds 180] [--repeats 2] [--threads 2]
         [--variant 'frontend=tiny'] [--ckpt <mir.train checkpoint>] [--profile]
-        [--out benchmarks/results/pitch.json] [--no-slow]
+        [--out benchmarks/results/pitch.json] [--no-slow] [--bf16] [--int8]
         [--peer-python <basic-pitch venv>/bin/python]   (default: $BASIC_PITCH_PYTHON)
 
 The track is real fixture audio (the Bach10 and MedleyDB mixes under ``$MIR_FIXTURES`` or
@@ -20,7 +20,9 @@ audio file to decoded f0s:
   inference copy of the model (`mir.models.fused.inference_model`: batch norms folded,
   salience heads fused, their wide layers on folded bins, channels-last); the plain model
   is timed too (``slow``, the "before"; skip with `--no-slow`) and the largest difference
-  of their outputs is reported.
+  of their outputs is reported. `--bf16` and `--int8` also time the fast path with its trunk
+  and heads in bfloat16 or with int8 convolutions (``dtype=torch.qint8``; its one-time
+  calibration is timed on its own, before the warm-up, and not included in the best time).
 * basic-pitch: `basic_pitch.inference.predict` (audio loading, ONNX model, note creation)
   in its own venv through `benchmarks/basic_pitch_peer.py`, model loaded once; skipped
   with a message when the venv is missing (install: benchmarks/README.md).
@@ -51,6 +53,10 @@ REPO = Path(__file__).resolve().parents[1]
 SR = 22050
 CPU_SECONDS: list[float] = []  # process CPU time of each `ours_once` call, in order
 PEER_PYTHON = os.environ.get("BASIC_PITCH_PYTHON", "")
+LOW_PRECISION = (  # (option and JSON key, dtype of the fast path, name)
+    ("bf16", torch.bfloat16, "bfloat16"),
+    ("int8", torch.qint8, "int8"),
+)
 FIXTURE_MIXES = (
     "bach10/01-AchGottundHerr/01-AchGottundHerr.wav",
     "bach10/02-AchLiebenChristen/02-AchLiebenChristen.wav",
@@ -196,6 +202,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--no-slow", action="store_true", help="skip timing the model without the fast path"
     )
     parser.add_argument("--bf16", action="store_true", help="also time the fast path in bfloat16")
+    parser.add_argument(
+        "--int8", action="store_true", help="also time the fast path with int8 convolutions"
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pitch.json"))
     parser.add_argument("--profile", action="store_true", help="also time each stage of ours")
     args = parser.parse_args(argv)
@@ -247,21 +256,35 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{len(module.tasks)} heads): {best:.2f} s for {args.seconds:.0f} s of audio "
                 f"= {args.seconds / best:.1f}x real time (CPU {min(cpu):.2f} s)"
             )
-            if args.bf16:
-                bf16 = torch.bfloat16
-                ours_once(module, warm, dtype=bf16)
-                times16 = [ours_once(module, wav, dtype=bf16) for _ in range(args.repeats)]
-                entry["bf16"] = {
-                    "seconds": times16,
+            for key, dtype, what in LOW_PRECISION:
+                if not getattr(args, key):
+                    continue
+                extra: dict[str, Any] = {}
+                if dtype == torch.qint8:  # one-time calibration, then cached with the model
+                    from mir.models.fused import inference_model
+
+                    t0 = time.perf_counter()
+                    inference_model(module.model, dtype)
+                    extra["calibration_seconds"] = time.perf_counter() - t0
+                ours_once(module, warm, dtype=dtype)
+                times_lp = [ours_once(module, wav, dtype=dtype) for _ in range(args.repeats)]
+                entry[key] = {
+                    "seconds": times_lp,
                     "cpu_seconds": CPU_SECONDS[-args.repeats :],
-                    "best": min(times16),
-                    "max_abs_diff_vs_plain": fast_vs_slow(module, warm, bf16),
+                    "best": min(times_lp),
+                    "max_abs_diff_vs_plain": fast_vs_slow(module, warm, dtype),
+                    **extra,
                 }
+                calib = (
+                    f"; calibration once before, {extra['calibration_seconds']:.2f} s"
+                    if extra
+                    else ""
+                )
                 print(
-                    f"  fast path in bfloat16: {min(times16):.2f} s "
-                    f"(CPU {min(entry['bf16']['cpu_seconds']):.2f} s) "
-                    f"= {args.seconds / min(times16):.1f}x real time; outputs differ by at most "
-                    f"{max(entry['bf16']['max_abs_diff_vs_plain'].values()):.2e}"
+                    f"  fast path in {what}: {min(times_lp):.2f} s "
+                    f"(CPU {min(entry[key]['cpu_seconds']):.2f} s) "
+                    f"= {args.seconds / min(times_lp):.1f}x real time; outputs differ by at most "
+                    f"{max(entry[key]['max_abs_diff_vs_plain'].values()):.2e}{calib}"
                 )
             if not args.no_slow:
                 ours_once(module, warm, fast=False)
@@ -306,12 +329,13 @@ def main(argv: list[str] | None = None) -> dict:
                 bp_cpu = min(bp["timed"]["cpu_seconds"])
                 entry["cpu_ratio_basic_pitch_over_ours"] = bp_cpu / min(entry["cpu_seconds"])
                 print(f"  CPU time ratio: {entry['cpu_ratio_basic_pitch_over_ours']:.2f}")
-                if "bf16" in entry:
-                    ratio = bp_best / entry["bf16"]["best"]
-                    entry["bf16"]["ratio_basic_pitch_over_ours"] = ratio
-                    cpu16 = bp_cpu / min(entry["bf16"]["cpu_seconds"])
-                    entry["bf16"]["cpu_ratio_basic_pitch_over_ours"] = cpu16
-                    print(f"  fast path in bfloat16: {ratio:.2f} (CPU time ratio {cpu16:.2f})")
+                for key, _, what in LOW_PRECISION:
+                    if key in entry:
+                        ratio = bp_best / entry[key]["best"]
+                        entry[key]["ratio_basic_pitch_over_ours"] = ratio
+                        cpu_lp = bp_cpu / min(entry[key]["cpu_seconds"])
+                        entry[key]["cpu_ratio_basic_pitch_over_ours"] = cpu_lp
+                        print(f"  fast path in {what}: {ratio:.2f} (CPU time ratio {cpu_lp:.2f})")
                 if "slow" in entry:
                     ratio = bp_best / entry["slow"]["best"]
                     entry["slow"]["ratio_basic_pitch_over_ours"] = ratio
