@@ -72,6 +72,9 @@ class MirModule(pl.LightningModule):
             self.model.trunk.compile()
             for head in self.model.heads.values():
                 head.compile()
+        # the fast inference copy's arithmetic (`mir.predict`'s ``precision``): float32,
+        # bfloat16 or torch.qint8; not a hyper-parameter, so not saved with the checkpoint
+        self.inference_dtype: torch.dtype = torch.float32
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.chunk_seconds = float(chunk_seconds)
@@ -177,6 +180,7 @@ class MirModule(pl.LightningModule):
             {n: kinds[n] for n in [*feed, *raws]},
             self.chunk_seconds,
             self.margin_seconds,
+            dtype=self.inference_dtype,
             needs_from=lambda: min([1 << 62, *(s.needs_from() for s in feed.values())]),
         ):
             for name, stream in feed.items():

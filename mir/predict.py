@@ -2,7 +2,8 @@
 
 Usage:
     python -m mir.predict ckpt=<path> input=<file or folder> output=<folder>
-        [overwrite=false] [device=cpu] [top_k=5] [min_note=0.05] [strict=false]
+        [overwrite=false] [device=cpu] [precision=float32] [top_k=5] [min_note=0.05]
+        [strict=false]
 
 Arguments (``key=value``: a Hydra app like ``mir.train``, configured by ``conf/predict.yaml``;
 ``--help``, ``--cfg job`` and ``-m`` sweeps, e.g. ``-m ckpt=a.ckpt,b.ckpt``, work as there):
@@ -12,6 +13,10 @@ Arguments (``key=value``: a Hydra app like ``mir.train``, configured by ``conf/p
     overwrite: redo inputs that already have a ``DONE`` marker (default: skip those whose
         marker records this input's path, size and modification time).
     device: torch device for inference (``cpu``, ``cuda``, ``cuda:1``...).
+    precision: the trunk and salience heads' arithmetic in the fast inference copy
+        (`mir.models.fused.inference_model`): ``float32`` (default), ``bf16`` or ``int8``
+        (CPU only; calibrated once on synthetic tones). Faster on CPUs with AVX512-BF16 or
+        VNNI; the fixture scores move by up to about a point (benchmarks/README.md).
     top_k: tags listed in ``<task>.json``'s ``top``.
     min_note: shortest MIDI note kept, in s.
     strict: a file whose data is shorter than its header declares fails (default: a
@@ -533,6 +538,7 @@ def run(
     device: str = "cpu",
     top_k: int = 5,
     min_note: float = 0.05,
+    precision: str = "float32",
 ) -> tuple[int, int, int]:
     """Predict every input file; returns (files done, skipped as finished, failed)."""
     from tqdm import tqdm
@@ -550,7 +556,8 @@ def run(
     top_k = as_int(top_k, "top_k", 0)
     min_note = as_number(min_note, "min_note", 0.0)
     overwrite = as_bool(overwrite, "overwrite")
-    parse_device(device)
+    dev = parse_device(device)
+    dtype = parse_precision(precision, dev)
     out_root = Path(output)
     in_path = Path(input)
     check_exists(in_path, "input")
@@ -563,6 +570,7 @@ def run(
     checkpoint_file(ckpt)
     module, _ = load_module(ckpt, map_location="cpu")
     module = to_device(module, device)
+    module.inference_dtype = dtype
     return_freed_memory()  # memory then does not grow with the input's length
     meta = {"ckpt": checkpoint_name(ckpt)}
     if out_root.is_dir():
@@ -590,6 +598,21 @@ def run(
     return done, skipped, failed
 
 
+PRECISIONS = ("float32", "bf16", "int8")
+
+
+def parse_precision(precision: Any, device: Any) -> Any:
+    """`precision` (float32, bf16 or int8) as the inference copy's torch dtype, else a
+    `ConfigError`; int8 runs on the CPU only."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} must be one of {', '.join(PRECISIONS)}")
+    if precision == "int8" and getattr(device, "type", "cpu") != "cpu":
+        raise ConfigError(f"precision=int8 runs on the CPU only, not device={device}")
+    return {"float32": torch.float32, "bf16": torch.bfloat16, "int8": torch.qint8}[precision]
+
+
 def to_device(module: Any, device: str) -> Any:
     return module.to(parse_device(device)).eval()
 
@@ -598,7 +621,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body(cfg: Any) -> int:
         from mir.audio import set_strict
 
-        args = {k: cfg[k] for k in ("ckpt", "input", "output", "device", "top_k", "min_note")}
+        keys = ("ckpt", "input", "output", "device", "top_k", "min_note", "precision")
+        args = {k: cfg[k] for k in keys}
         args["overwrite"] = as_bool(cfg.overwrite, "overwrite")
         set_strict(as_bool(cfg.strict, "strict"))
         done, skipped, failed = run(**args)

@@ -678,3 +678,26 @@ def test_notes_are_compact_arrays_in_onset_then_pitch_order():
     rows = list(notes_rows(notes))
     assert [type(r["time"]) for r in rows] == [float] * 3  # JSON-ready, as before
     assert rows[2] == {"time": 0.5, "duration": 0.5, "value": 330.0, "confidence": None}
+
+
+def test_int8_precision_writes_the_same_files_and_close_f0(trained_ckpt, inputs, tmp_path):  # noqa: F811
+    """`precision=int8` runs the int8 inference copy: the same files and frame times as
+    float32, the same voicing on most frames, and not the float32 numbers (the smoke model's
+    salience is nearly flat, so its argmax pitches move; accuracy on trained models is in
+    tests/test_int8.py); a bad precision is one line."""
+    from mir.errors import ConfigError
+    from mir.predict import parse_precision, run
+
+    src = inputs / "sub" / "mono.flac"
+    out32, out8 = tmp_path / "f32", tmp_path / "i8"
+    assert run(str(trained_ckpt), str(src), str(out32)) == (1, 0, 0)
+    assert run(str(trained_ckpt), str(src), str(out8), precision="int8") == (1, 0, 0)
+    files32 = sorted(p.name for p in (out32 / "mono").iterdir())
+    assert files32 == sorted(p.name for p in (out8 / "mono").iterdir())
+    a = np.loadtxt(out32 / "mono" / "melody.csv", delimiter=",", skiprows=1)
+    b = np.loadtxt(out8 / "mono" / "melody.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(a[:, 0], b[:, 0])
+    assert np.mean((a[:, 1] > 0) == (b[:, 1] > 0)) >= 0.9
+    assert not np.array_equal(a[:, 1], b[:, 1])  # the int8 copy did run
+    with pytest.raises(ConfigError, match=r"^precision='fp8' must be one of float32, bf16, int8$"):
+        parse_precision("fp8", None)
