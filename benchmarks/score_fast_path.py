@@ -5,10 +5,10 @@ Usage:
 
 The fast inference copy (`mir.models.fused.inference_model`, the default of
 `mir.inference.infer_track`) must give the plain model's outputs to float rounding in float32,
-so the scores must not move; in bfloat16 (opt-in) they may move a little. For each case (a
+so the scores must not move; in bfloat16 and int8 (opt-in) they may move a little. For each case (a
 released model on the real fixtures that test it: ``multif0`` on the Bach10 chorales,
-``melody2`` on MedleyDB MusicDelta_Reggae) the whole track runs through `infer_track` three
-ways (plain model, fast path in float32, fast path in bfloat16), is decoded by the task and
+``melody2`` on MedleyDB MusicDelta_Reggae) the whole track runs through `infer_track` four
+ways (plain model, fast path in float32, bfloat16 and int8), is decoded by the task and
 scored with its `mir_eval` metrics; the largest difference of the raw outputs from the plain
 model's is reported too. Fixtures: ``$MIR_FIXTURES`` or ``../shared/fixtures``.
 """
@@ -41,6 +41,7 @@ WAYS = {
     "plain model": {"fast": False},
     "fast path, float32": {"fast": True},
     "fast path, bfloat16": {"fast": True, "dtype": torch.bfloat16},
+    "fast path, int8": {"fast": True, "dtype": torch.qint8},
 }
 
 
