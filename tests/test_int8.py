@@ -27,23 +27,12 @@ from mir.models.fused import (
 from mir.models.heads import SalienceHead
 from mir.models.layers import ConvTrunk
 from mir.models.model import MultiTaskModel
+from tests.test_fused import randomise_batch_norms
 
 pytestmark = pytest.mark.skipif(
     not any(e in torch.backends.quantized.supported_engines for e in fused.INT8_ENGINES),
     reason="this torch has no x86/fbgemm/onednn quantized engine",
 )
-
-
-def randomise_batch_norms(model: nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.rand(c, generator=g) - 0.5)
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=g))
-                m.weight.copy_(0.5 + torch.rand(c, generator=g))
-                m.bias.copy_(0.4 * torch.rand(c, generator=g) - 0.2)
 
 
 def tiny_model(layout: str = "mir") -> MultiTaskModel:
