@@ -464,19 +464,13 @@ def _compare_row(
     arrays = {n: x[:, ok] for n, x in arrays.items()}
     # a baseline scored beside each of several models (the mixture, all-unvoiced) once
     seeds = {n: [r.seed for r in rs] for n, rs in present.items()}
+    kept_baselines: list[str] = []
     for name in [n for n in arrays if is_baseline(n)]:
-        twin = next(
-            (
-                k
-                for k in arrays
-                if k != name
-                and is_baseline(k)
-                and seeds[k] == seeds[name]
-                and np.array_equal(arrays[k], arrays[name])
-            ),
-            None,
-        )
-        if twin is not None and list(arrays).index(twin) < list(arrays).index(name):
+        same = (k for k in kept_baselines if seeds[k] == seeds[name])
+        twin = next((k for k in same if np.array_equal(arrays[k], arrays[name])), None)
+        if twin is None:
+            kept_baselines.append(name)
+        else:
             out.setdefault("merged", {}).setdefault(twin, []).append(name)
             del arrays[name]
     for name, x in arrays.items():
@@ -524,12 +518,13 @@ def markdown(result: Mapping[str, Any]) -> str:
     interval (one track, one seed) *n/a*."""
     pct = f"{result['confidence'] * 100:g} %"
     rows = result["rows"]
-    merged_everywhere = {
-        n
-        for n in result["systems"]
-        if all(n in sum(r.get("merged", {}).values(), []) for r in rows)
-    }
-    names = [n for n in result["systems"] if n not in merged_everywhere]
+    merged: dict[str, list[str]] = {}  # kept baseline -> those it stands for, in any row
+    for r in rows:
+        for kept, dropped in r.get("merged", {}).items():
+            merged.setdefault(kept, [])
+            merged[kept] += [d for d in dropped if d not in merged[kept]]
+    gone = {n for n in result["systems"] if all(n not in r["systems"] for r in rows)}
+    names = [n for n in result["systems"] if not (n in gone and n in sum(merged.values(), []))]
     head = ["system", "seeds"] + [
         f"{r['task']} {r['metric']} ({r['n_tracks']} tracks)" for r in rows
     ]
@@ -556,11 +551,6 @@ def markdown(result: Mapping[str, Any]) -> str:
         if few
         else []
     )
-    merged: dict[str, list[str]] = {}
-    for r in rows:
-        for kept, dropped in r.get("merged", {}).items():
-            merged.setdefault(kept, [])
-            merged[kept] += [d for d in dropped if d not in merged[kept]]
     for kept, dropped in merged.items():
         notes.append(f"* {kept}: also stands for {', '.join(dropped)} (the same scores)")
     if any(None in result["systems"][n]["seeds"] for n in names):
