@@ -2,7 +2,8 @@
 
 Usage:
     python -m mir.evaluate ckpt=<path> data=<name> [split=test] [output=<folder>]
-        [device=cpu] [baselines=true] [strict=false] [data.<key>=<value> ...]
+        [device=cpu] [precision=float32] [baselines=true] [strict=false] [threads=N]
+        [data.<key>=<value> ...]
 
 Arguments (``key=value``: a Hydra app like ``mir.train``, configured by ``conf/evaluate.yaml``;
 ``-m ckpt=a.ckpt,b.ckpt data=bach10,medleydb`` sweeps; ``data.*`` arguments override the
@@ -13,6 +14,8 @@ dataset config and apply to every job of a sweep):
     split: ``train``, ``validation`` or ``test``.
     output: folder for the score files (default ``eval/<data>-<split>``).
     device: torch device for inference.
+    precision: ``float32``, ``bf16`` or ``int8`` (CPU only): the dtype of the trunk and the
+        salience heads, as in ``mir.predict``; recorded in ``summary.json``.
     baselines: also score each task's trivial baseline on the same tracks.
     strict: audio shorter than its header declares is an error (default: a warning).
     data.*: any override of the dataset config (Hydra syntax), e.g.
@@ -246,12 +249,24 @@ def run(
     device: str = "cpu",
     baselines: bool = True,
     data_overrides: Sequence[str] = (),
+    precision: str = "float32",
 ) -> dict[str, Any]:
-    """Evaluate `ckpt` on `data`/`split` and write the score files; returns the summary."""
+    """Evaluate `ckpt` on `data`/`split` and write the score files; returns the summary.
+
+    `precision` (float32, bf16 or int8; int8 on the CPU only) is the dtype of the trunk and
+    salience heads in inference, as in `mir.predict`; it is recorded in ``summary.json``, so
+    that `mir.report compare` can set one precision against another on the same tracks."""
     from mir.audio import atomic_write
     from mir.checkpoint import checkpoint_file, checkpoint_name, load_module
     from mir.data.base import check_split
-    from mir.predict import as_bool, as_int, check_writable_dir, parse_device, to_device
+    from mir.predict import (
+        as_bool,
+        as_int,
+        check_writable_dir,
+        parse_device,
+        parse_precision,
+        to_device,
+    )
     from mir.report import coverage_lines, write_json
     from mir.train import instantiate
 
@@ -262,7 +277,7 @@ def run(
     # every argument and the destination are checked before the model is loaded
     check_split(str(split), allow_all=True)
     baselines = as_bool(baselines, "baselines")
-    parse_device(device)
+    dtype = parse_precision(precision, parse_device(device))
     out = Path(output) if output else Path("eval") / f"{data}-{split}"
     check_writable_dir(out, "output")
     composed = compose_config(str(data), data_overrides)
@@ -272,6 +287,7 @@ def run(
     checkpoint_file(ckpt)
     module, run_cfg = load_module(ckpt, map_location="cpu")
     module = to_device(module, device)
+    module.inference_dtype = dtype
     data_cfg = on_grid(composed, run_cfg)
     datasets = {name: instantiate(node) for name, node in data_cfg.datasets.items()}
     if not datasets:
@@ -289,6 +305,7 @@ def run(
         "split": split,
         "tracks": n,
         "seed": run_cfg.get("seed"),
+        "precision": precision,
         "coverage": coverage,
         **summary,
     }
@@ -331,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(as_int(cfg.threads, "threads", 1))
-        args = {k: cfg[k] for k in ("ckpt", "split", "output", "device")}
+        args = {k: cfg[k] for k in ("ckpt", "split", "output", "device", "precision")}
         args["data"] = HydraConfig.get().runtime.choices.get("data")  # the group's choice
         run(**args, baselines=as_bool(cfg.baselines, "baselines"), data_overrides=data_overrides)
         return 0

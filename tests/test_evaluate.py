@@ -170,3 +170,45 @@ def test_train_scores_test_baselines_one_track_at_a_time(trained_module, compose
                 key,
             )
     assert baseline_and_coverage(module.tasks, dm, False, split="all")[::2] == (None, n)
+
+
+def test_precision_int8_reaches_inference_and_is_recorded(
+    trained_ckpt, embedded_root, tmp_path, monkeypatch, capsys  # noqa: F811
+):
+    """`precision=int8` runs the int8 inference copy (torch.qint8 reaches `inference_model`),
+    scores the same tracks and metrics as float32, close to them, and `summary.json` says which
+    precision it was; a bad precision is a one-line error before the model is loaded."""
+    import torch
+
+    import mir.models.fused as fused
+    from mir.evaluate import main, run
+
+    seen = []
+    real = fused.inference_model
+
+    def spy(model, dtype=torch.float32, calibration=None):
+        seen.append(dtype)
+        return real(model, dtype, calibration)
+
+    monkeypatch.setattr(fused, "inference_model", spy)
+    overrides = [*embedded_overrides(embedded_root), "data.max_eval_tracks=1"]
+    rows = {}
+    for precision in ("float32", "int8"):
+        out = tmp_path / precision
+        result = run(
+            str(trained_ckpt), "embedded", split="test", output=str(out),
+            data_overrides=overrides, baselines=False, precision=precision,
+        )  # fmt: skip
+        assert json.loads((out / "summary.json").read_text())["precision"] == precision
+        assert result["precision"] == precision
+        rows[precision] = json.loads((out / "per_track.json").read_text())["model"]
+    assert torch.qint8 in seen and torch.float32 in seen
+    assert rows["int8"].keys() == rows["float32"].keys()
+    for task, scored in rows["float32"].items():
+        for r32, r8 in zip(scored, rows["int8"][task], strict=True):
+            assert r32.keys() == r8.keys() and r32["track"] == r8["track"]
+            if task == "multif0":  # int8 moves a score by a little, not by a lot
+                assert abs(r32["Accuracy"] - r8["Accuracy"]) < 0.2
+    assert main([f"ckpt={trained_ckpt}", "data=embedded", "precision=fp8"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert err == ["error: precision='fp8' must be one of float32, bf16, int8"]
