@@ -2,7 +2,8 @@
 
 Usage:
     python benchmarks/bench_train.py [--experiments multitask_f0,vogl_drums_beats] [--steps 5]
-        [--warmup 1] [--threads 2] [--trainer cpu|gpu] [--out benchmarks/results/train.json]
+        [--warmup 1] [--threads 2] [--trainer cpu|gpu] [--precisions 32,bf16-mixed,16-mixed]
+        [--out benchmarks/results/train.json]
         [extra Hydra overrides, e.g. data.num_workers=0]
 
 For each ``conf/experiment/<name>.yaml`` (or those named in `--experiments`) the model, tasks,
@@ -24,13 +25,18 @@ It reports steps/s and excerpts/s (batch size x steps/s), the mean time of each 
 peak resident memory of the process (CPU; ``ru_maxrss``, a high-water mark over the whole run)
 or the peak allocated GPU memory (per experiment).
 
+Each precision in `--precisions` (Lightning's ``32``, ``bf16-mixed`` and ``16-mixed``:
+autocast, with a ``GradScaler`` for float16) is one timed run, checked for finite losses on its
+`--steps` steps; under a mixed precision the HCQT computed under autocast is compared with
+float32 (relative Frobenius error, ``hcqt_agrees``: < 1e-3). The JSON holds, per experiment,
+``runs: {precision: {...}}``. The default is ``32`` on the CPU and all three on a GPU; the CPU
+runs the mixed ones too (CPU autocast), which is how the tests exercise this code without a GPU.
+
 ``--trainer gpu`` (NOT MEASURED YET: written for a CUDA machine, never run on one) runs the same
-on ``cuda:0`` with a ``torch.cuda.synchronize()`` before each timer, reports steps/s, peak GPU
-memory and the GPU utilisation sampled by ``nvidia-smi`` during the timed steps, and checks each
-precision Lightning's ``trainer=gpu`` offers: ``32``, ``bf16-mixed`` and ``16-mixed`` (autocast,
-with a ``GradScaler`` for float16) give finite losses on `--steps` steps, and the HCQT computed
-under autocast agrees with float32 (relative Frobenius error < 1e-3). With the default 5 steps
-per experiment and precision, the whole GPU pass is sized to take under 5 minutes.
+on ``cuda:0`` with a ``torch.cuda.synchronize()`` before each timer, and reports peak GPU memory
+and the GPU utilisation sampled by ``nvidia-smi`` during the timed steps instead of the peak
+RSS. With the default 5 steps per experiment and precision, the whole GPU pass is sized to take
+under 5 minutes.
 
 An experiment whose data is not available here (e.g. a dataset path unset) is listed with the
 reason and skipped. The JSON (default ``benchmarks/results/train.json``) is written atomically.
@@ -58,6 +64,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("data", "frontend", "trunk", "heads", "loss", "backward", "optimiser")
 PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+HCQT_TOLERANCE = 1e-3  # relative Frobenius error of the HCQT under autocast against float32
 
 
 def experiments(selected: str | None) -> list[str]:
@@ -250,6 +257,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (CPU)")
     p.add_argument("--trainer", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument(
+        "--precisions",
+        default=None,
+        help=f"comma-separated, of {', '.join(PRECISIONS)} (default: 32 on the CPU, all on a GPU)",
+    )
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train.json")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every experiment")
     args = p.parse_args(argv)
@@ -259,6 +271,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.trainer == "gpu" and not torch.cuda.is_available():
         raise SystemExit("--trainer gpu: no CUDA device is visible to torch")
     device = torch.device("cuda:0" if args.trainer == "gpu" else "cpu")
+    cuda = device.type == "cuda"
+    precisions = (args.precisions or (",".join(PRECISIONS) if cuda else "32")).split(",")
+    if unknown := [x for x in precisions if x not in PRECISIONS]:
+        p.error(f"--precisions: unknown {', '.join(unknown)}; known: {', '.join(PRECISIONS)}")
     from mir.report import write_json
 
     results: dict[str, Any] = {
@@ -267,6 +283,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "steps": args.steps,
             "warmup": args.warmup,
             "threads": args.threads,
+            "precisions": precisions,
             "overrides": args.overrides,
         },
         "machine": {
@@ -290,37 +307,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             continue
         entry: dict[str, Any] = dict(info, loadavg_before=load)
         try:
-            if args.trainer == "cpu":
-                entry["cpu"] = run_steps(module, datamodule, args.steps, args.warmup, device)
-                entry["peak_rss_mib"] = peak_rss_mib()
-                r = entry["cpu"]
-                stages = ", ".join(f"{s} {v * 1e3:.0f}" for s, v in r["stage_mean_s"].items())
-                print(
-                    f"{name}: {r['steps_per_s']:.3f} steps/s, {r['excerpts_per_s']:.2f} "
-                    f"excerpts/s (batch {r['batch_size']} x {r['excerpt_seconds']:.1f} s); "
-                    f"ms per step: {stages}; peak RSS {entry['peak_rss_mib']:.0f} MiB"
-                )
-            else:
-                entry["gpu"] = {}
-                for precision, dtype in PRECISIONS.items():
+            entry["runs"] = {}
+            for precision in precisions:
+                if cuda:
                     torch.cuda.reset_peak_memory_stats(device)
-                    with GpuSampler() as util:
-                        r = run_steps(
-                            module, datamodule, args.steps, args.warmup, device, precision
-                        )
+                with GpuSampler() if cuda else nullcontext() as util:
+                    r = run_steps(module, datamodule, args.steps, args.warmup, device, precision)
+                if cuda:
                     r["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
                     r["gpu_util_percent"] = statistics.mean(util.samples) if util.samples else None
-                    if dtype is not None:
-                        err = hcqt_agreement(module, datamodule, device, dtype)
-                        r["hcqt_rel_error_vs_fp32"] = err
-                        r["hcqt_agrees"] = err < 1e-3
-                    entry["gpu"][precision] = r
-                    print(
-                        f"{name} [{precision}]: {r['steps_per_s']:.2f} steps/s, "
-                        f"peak {r['peak_gpu_mib']:.0f} MiB, util {r['gpu_util_percent']}, "
-                        f"finite losses {r['finite_losses']}, "
-                        f"HCQT error {r.get('hcqt_rel_error_vs_fp32', 0.0):.2e}"
-                    )
+                else:
+                    r["peak_rss_mib"] = peak_rss_mib()  # a high-water mark over the whole run
+                if PRECISIONS[precision] is not None:
+                    err = hcqt_agreement(module, datamodule, device, PRECISIONS[precision])
+                    r["hcqt_rel_error_vs_fp32"] = err
+                    r["hcqt_agrees"] = err < HCQT_TOLERANCE
+                entry["runs"][precision] = r
+                stages = ", ".join(f"{s} {v * 1e3:.0f}" for s, v in r["stage_mean_s"].items())
+                memory = (
+                    f"peak {r['peak_gpu_mib']:.0f} MiB, util {r['gpu_util_percent']}"
+                    if cuda
+                    else f"peak RSS {r['peak_rss_mib']:.0f} MiB"
+                )
+                check = (
+                    f"; HCQT error vs float32 {r['hcqt_rel_error_vs_fp32']:.2e}"
+                    if "hcqt_rel_error_vs_fp32" in r
+                    else ""
+                )
+                print(
+                    f"{name} [{precision}]: {r['steps_per_s']:.3f} steps/s, "
+                    f"{r['excerpts_per_s']:.2f} excerpts/s (batch {r['batch_size']} x "
+                    f"{r['excerpt_seconds']:.1f} s); ms per step: {stages}; {memory}; "
+                    f"finite losses {r['finite_losses']}{check}"
+                )
         except Exception as exc:  # noqa: BLE001 - one broken experiment must not stop the rest
             entry["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             print(f"{name}: failed ({entry['error'][:300]})", file=sys.stderr)
