@@ -31,22 +31,24 @@ def test_every_precision_times_each_stage_and_checks_losses_and_hcqt(embedded_ro
     result = bench.main(args)
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     entry = result["experiments"]["multitask_f0"]
-    assert "error" not in entry and "skipped" not in entry
+    assert "error" not in entry
+    assert "skipped" not in entry
     assert list(entry["runs"]) == ["32", "bf16-mixed", "16-mixed"]
     for precision, r in entry["runs"].items():
-        assert r["precision"] == precision and r["steps"] == 2 and r["warmup"] == 1
-        assert len(r["losses"]) == 3 and r["finite_losses"]
+        assert (r["precision"], r["steps"], r["warmup"]) == (precision, 2, 1)
+        assert len(r["losses"]) == 3
+        assert r["finite_losses"]
         assert set(r["stage_mean_s"]) == set(bench.STAGES)
         assert all(v >= 0 for v in r["stage_mean_s"].values())
         assert sum(r["stage_share"].values()) == pytest.approx(1.0, abs=0.2)  # stages ~ a step
-        assert r["steps_per_s"] > 0 and r["excerpts_per_s"] == pytest.approx(
-            r["steps_per_s"] * r["batch_size"]
-        )
+        assert r["steps_per_s"] > 0
+        assert r["excerpts_per_s"] == pytest.approx(r["steps_per_s"] * r["batch_size"])
         assert r["peak_rss_mib"] > 0
         if precision == "32":
             assert "hcqt_rel_error_vs_fp32" not in r
         else:  # the front end switches autocast off: the HCQT is float32 under every precision
-            assert math.isfinite(r["hcqt_rel_error_vs_fp32"]) and r["hcqt_agrees"]
+            assert math.isfinite(r["hcqt_rel_error_vs_fp32"])
+            assert r["hcqt_agrees"]
     assert result["config"]["precisions"] == ["32", "bf16-mixed", "16-mixed"]
 
 

@@ -172,8 +172,12 @@ def test_train_scores_test_baselines_one_track_at_a_time(trained_module, compose
     assert baseline_and_coverage(module.tasks, dm, False, split="all")[::2] == (None, n)
 
 
-def test_precision_int8_reaches_inference_and_is_recorded(
-    trained_ckpt, embedded_root, tmp_path, monkeypatch, capsys  # noqa: F811
+def test_precision_int8_reaches_inference_and_is_recorded(  # noqa: PLR0913
+    trained_ckpt,  # noqa: F811
+    embedded_root,
+    tmp_path,
+    monkeypatch,
+    capsys,
 ):
     """`precision=int8` runs the int8 inference copy (torch.qint8 reaches `inference_model`),
     scores the same tracks and metrics as float32, close to them, and `summary.json` says which
@@ -202,11 +206,13 @@ def test_precision_int8_reaches_inference_and_is_recorded(
         assert json.loads((out / "summary.json").read_text())["precision"] == precision
         assert result["precision"] == precision
         rows[precision] = json.loads((out / "per_track.json").read_text())["model"]
-    assert torch.qint8 in seen and torch.float32 in seen
+    assert torch.qint8 in seen
+    assert torch.float32 in seen
     assert rows["int8"].keys() == rows["float32"].keys()
     for task, scored in rows["float32"].items():
         for r32, r8 in zip(scored, rows["int8"][task], strict=True):
-            assert r32.keys() == r8.keys() and r32["track"] == r8["track"]
+            assert r32.keys() == r8.keys()
+            assert r32["track"] == r8["track"]
             if task == "multif0":  # int8 moves a score by a little, not by a lot
                 assert abs(r32["Accuracy"] - r8["Accuracy"]) < 0.2
     assert main([f"ckpt={trained_ckpt}", "data=embedded", "precision=fp8"]) == 2

@@ -34,8 +34,10 @@ tensors stay int8 from the trunk to the heads' wide layers, and each salience he
 shifted by the mean int8 error measured on the calibration audio where the salience can be
 decoded (`logit_offset`: bias correction, without which int8 lowered the released multi-f0
 model's recall). About 4x faster than float32 for trunk and heads on an AVX512-VNNI CPU; logits
-within about 1 % of their range of float32's (benchmarks/README.md has the fixture scores). torch 2.13 warns that its quantized tensor types
-will be removed in a future release; `int8_engine` raises `ConfigError` where they are missing.
+within about 1 % of their range of float32's (benchmarks/README.md has the fixture scores,
+experiments/int8/ the scores on 40 more pieces). torch 2.13 warns that its quantized tensor
+types will be removed in a future release; `int8_engine` raises `ConfigError` where they are
+missing.
 
 The copy is built from the model's current weights on each call (milliseconds); it shares the
 model's front end (and its kernel cache) and copies nothing else that is large. Training-mode
