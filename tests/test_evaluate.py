@@ -172,7 +172,7 @@ def test_train_scores_test_baselines_one_track_at_a_time(trained_module, compose
     assert baseline_and_coverage(module.tasks, dm, False, split="all")[::2] == (None, n)
 
 
-def test_precision_int8_reaches_inference_and_is_recorded(  # noqa: PLR0913
+def test_precision_int8_reaches_inference_and_is_recorded(
     trained_ckpt,  # noqa: F811
     embedded_root,
     tmp_path,
