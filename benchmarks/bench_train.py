@@ -22,8 +22,9 @@ be timed (the model, losses and optimiser are the ones training uses; nothing is
     optimiser  optimizer.step() and zero_grad()
 
 It reports steps/s and excerpts/s (batch size x steps/s), the mean time of each stage, and the
-peak resident memory of the process (CPU; ``ru_maxrss``, a high-water mark over the whole run)
-or the peak allocated GPU memory (per experiment).
+peak resident memory (CPU; the experiment's own from building its data module on, where Linux
+lets the peak be reset, ``/proc/self/clear_refs``; else the whole run's high-water mark,
+``ru_maxrss``) or the peak allocated GPU memory (per experiment).
 
 Each precision in `--precisions` (Lightning's ``32``, ``bf16-mixed`` and ``16-mixed``:
 autocast, with a ``GradScaler`` for float16) is one timed run, checked for finite losses on its
@@ -246,8 +247,25 @@ def hcqt_agreement(module: Any, datamodule: Any, device: torch.device, dtype: to
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident memory of this process since the last `reset_peak_rss` (Linux: ``VmHWM``
+    of ``/proc/self/status``), else since it started (``ru_maxrss``), MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak resident memory to its current one (Linux: ``5`` written to
+    ``/proc/self/clear_refs``), so each experiment's peak is its own; False where not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -297,6 +315,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     for name in experiments(args.experiments):
         t_start = time.perf_counter()
+        own_peak = reset_peak_rss()
         load = os.getloadavg()
         try:
             module, datamodule, info = build(name, args.overrides)
@@ -317,7 +336,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     r["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
                     r["gpu_util_percent"] = statistics.mean(util.samples) if util.samples else None
                 else:
-                    r["peak_rss_mib"] = peak_rss_mib()  # a high-water mark over the whole run
+                    r["peak_rss_mib"] = peak_rss_mib()
+                    r["peak_rss_is_this_experiments"] = own_peak  # else the whole run's so far
                 if PRECISIONS[precision] is not None:
                     err = hcqt_agreement(module, datamodule, device, PRECISIONS[precision])
                     r["hcqt_rel_error_vs_fp32"] = err

@@ -64,3 +64,17 @@ def test_bad_arguments_are_one_line(capsys):
             bench.main(["--trainer", "gpu"])
     with pytest.raises(SystemExit, match="unknown experiment"):
         bench.main(["--experiments", "no_such_experiment"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
+def test_peak_rss_is_reset_per_experiment():
+    """Each experiment's peak RSS is its own: a 400 MB buffer freed before the reset does not
+    count in the peak read after it."""
+    import numpy as np
+
+    bench = _bench()
+    block = np.ones(50_000_000)  # 400 MB, touched
+    high = bench.peak_rss_mib()
+    del block
+    assert bench.reset_peak_rss()
+    assert bench.peak_rss_mib() < high - 300
