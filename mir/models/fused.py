@@ -804,9 +804,7 @@ class InferenceModel(nn.Module):
         self.trunk = batch_norms_as_affine(trunk).to(memory_format=torch.channels_last)
         salience = {n: h for n, h in model.heads.items() if type(h) is SalienceHead}
         # decoding thresholds of the salience heads (for the int8 path's `logit_offset`)
-        self.thresholds = {
-            n: float(h.threshold) for n, h in salience.items() if hasattr(h, "threshold")
-        }
+        thresholds = {n: float(h.threshold) for n, h in salience.items() if hasattr(h, "threshold")}
         if int8:
             salience = {n: relu_scales_into_convs(copy.deepcopy(h)) for n, h in salience.items()}
         self.fused = (
@@ -837,11 +835,15 @@ class InferenceModel(nn.Module):
             if self.fused is not None:
                 self.fused.to(dtype)
         if int8:
-            self._quantize(engine, calibration)
+            self._quantize(engine, calibration, thresholds)
 
-    def _quantize(self, engine: str, calibration: Tensor | None) -> None:
+    def _quantize(
+        self, engine: str, calibration: Tensor | None, thresholds: dict[str, float]
+    ) -> None:
         """Swap the trunk's and the fused salience heads' layers for `Int8Chain`s, run the
-        calibration audio through them to record their activation ranges, then freeze those."""
+        calibration audio through them to record their activation ranges, then freeze those and
+        set each fused head's `logit_offset` (its floor from the head's decoding threshold in
+        `thresholds`)."""
         n_bins = int(self.frontend.n_bins)
         fused = self.fused
         net = getattr(self.trunk, "net", None)  # a ConvTrunk's layers
@@ -892,7 +894,7 @@ class InferenceModel(nn.Module):
                 name: logit_offset(
                     reference[name],
                     quantized[name],
-                    min(OFFSET_FLOOR, 0.5 * self.thresholds.get(name, 1.0)),
+                    min(OFFSET_FLOOR, 0.5 * thresholds.get(name, 1.0)),
                 )
                 for name in fused.names
             }
