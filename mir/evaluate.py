@@ -255,7 +255,8 @@ def run(
 
     `precision` (float32, bf16 or int8; int8 on the CPU only) is the dtype of the trunk and
     salience heads in inference, as in `mir.predict`; it is recorded in ``summary.json``, so
-    that `mir.report compare` can set one precision against another on the same tracks."""
+    each score folder says which precision made it (`mir.report compare` then sets two such
+    folders against each other by their labels)."""
     from mir.audio import atomic_write
     from mir.checkpoint import checkpoint_file, checkpoint_name, load_module
     from mir.data.base import check_split

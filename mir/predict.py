@@ -16,7 +16,7 @@ Arguments (``key=value``: a Hydra app like ``mir.train``, configured by ``conf/p
     precision: the trunk and salience heads' arithmetic in the fast inference copy
         (`mir.models.fused.inference_model`): ``float32`` (default), ``bf16`` or ``int8``
         (CPU only; calibrated once on synthetic tones). Faster on CPUs with AVX512-BF16 or
-        VNNI; the fixture scores move by up to about a point (benchmarks/README.md).
+        VNNI; scores move by a few tenths of a point either way (experiments/int8/).
     top_k: tags listed in ``<task>.json``'s ``top``.
     min_note: shortest MIDI note kept, in s.
     strict: a file whose data is shorter than its header declares fails (default: a
